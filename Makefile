@@ -1,0 +1,56 @@
+# The two commands a user needs: `make run` and `make test`. Both build the venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CONFIG ?= config.toml
+
+.PHONY: install install-test run test lint fmt bench browser clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# A stamp per dependency set so a second `make` is instant and an edit to pyproject.toml reinstalls.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test browser
+
+# Browser tests drive Debian's Chromium: Playwright cannot download its own browser offline.
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if command -v apt-get >/dev/null 2>&1; then \
+			echo "installing Debian chromium for the browser tests"; \
+			(apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "warning: /usr/bin/chromium missing and apt-get unavailable"; fi; \
+	fi
+
+run: install
+	$(BIN)/python -m sora2api --config $(CONFIG)
+
+test: install-test
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+lint: install-test
+	$(BIN)/ruff check sora2api tests
+	$(BIN)/ruff format --check sora2api tests
+
+fmt: install-test
+	$(BIN)/ruff format sora2api tests
+	$(BIN)/ruff check --fix sora2api tests
+
+bench: install-test
+	$(BIN)/python -m sora2api.bench
+
+simulator: install
+	$(BIN)/python -m sora2api.simulator --port 8100 --time-scale 0.05 --accounts 2
+
+clean:
+	rm -rf $(VENV) build *.egg-info

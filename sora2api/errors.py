@@ -1,0 +1,170 @@
+"""Exceptions that carry their HTTP status, the one OpenAI error body, and the error middleware."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(Exception):
+    """An error the client sees: status, OpenAI error type, optional param and code."""
+
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.type, self.param, self.code)
+
+
+class BadRequestError(ApiError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class AuthenticationError(ApiError):
+    status = 401
+    type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionError_(ApiError):  # noqa: N801 - the builtin name is taken
+    status = 403
+    type = "permission_error"
+
+
+class NotFoundError(ApiError):
+    status = 404
+    type = "not_found_error"
+    code = "not_found"
+
+
+class MethodNotAllowedError(ApiError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class ConflictError(ApiError):
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
+class PayloadTooLargeError(ApiError):
+    status = 413
+    type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class RateLimitError(ApiError):
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class UpstreamError(ApiError):
+    """The Sora backend failed; the message carries the upstream's own reason."""
+
+    status = 502
+    type = "upstream_error"
+
+
+class UnavailableError(ApiError):
+    """No token can serve the request right now; the message says why."""
+
+    status = 503
+    type = "server_error"
+    code = "no_available_tokens"
+
+
+class TimeoutError_(ApiError):  # noqa: N801
+    status = 504
+    type = "timeout_error"
+    code = "upstream_timeout"
+
+
+def error_body(
+    message: str, type_: str = "server_error", param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
+    """The OpenAI error envelope, the only error shape this service sends."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A JSON response serialised by orjson."""
+    return web.Response(
+        body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def error_response(exc: ApiError) -> web.Response:
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    return json_response(exc.body(), status=exc.status, headers=headers)
+
+
+_HTTP_TYPES = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionError_,
+    404: NotFoundError,
+    405: MethodNotAllowedError,
+    413: PayloadTooLargeError,
+}
+
+
+def _from_http_exception(exc: web.HTTPException) -> ApiError:
+    cls = _HTTP_TYPES.get(exc.status, BadRequestError if exc.status < 500 else ApiError)
+    if exc.status == 404:
+        msg = "Not found: no route matches this path"
+    elif exc.status == 405:
+        msg = f"Method not allowed: use {', '.join(sorted(getattr(exc, 'allowed_methods', ())))}"
+    elif exc.status == 413:
+        msg = f"Request body too large: the limit is {getattr(exc, 'max_size', 0) // (1024 * 1024)} MB"
+    else:
+        msg = exc.reason or exc.text or "Request failed"
+    err = cls(msg)
+    err.status = exc.status
+    return err
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into the OpenAI error envelope with the right status."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        if exc.status >= 500:
+            log.warning("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and 204s pass through
+        return error_response(_from_http_exception(exc))
+    except (ConnectionResetError, OSError) as exc:
+        if request.transport is None or request.transport.is_closing():
+            raise  # the client left; nothing can be sent
+        log.exception("unhandled I/O error on %s %s", request.method, request.path)
+        return error_response(ApiError(f"Internal error: {type(exc).__name__}"))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(ApiError("Internal server error"))

@@ -1,0 +1,166 @@
+"""Live settings: config.toml, then values saved from the admin panel, then SORA2API_* variables.
+
+Precedence (documented in the README and shown in the panel): an environment variable wins over
+everything and locks the field; otherwise a value saved in the panel (stored in SQLite) wins over
+config.toml; otherwise config.toml applies. Readers take `settings.current`, an immutable Config
+snapshot that is swapped whole on every change, so a request never sees half an update.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from .config import Config, ConfigError, coerce, field_types
+from .errors import BadRequestError
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+# Fields the panel may change at run time. Credentials have their own routes; listen address,
+# paths and upstream hosts need a restart and stay in config.toml.
+EDITABLE: dict[str, tuple[str, ...]] = {
+    "server": ("public_url",),
+    "storage": ("media_ttl",),
+    "upstream": (
+        "proxy",
+        "poll_interval",
+        "image_timeout",
+        "video_timeout",
+        "user_agent",
+        "third_party_url",
+    ),
+    "generation": (
+        "content_format",
+        "queue_timeout",
+        "watermark_free",
+        "watermark_parse_method",
+        "watermark_custom_url",
+        "watermark_custom_token",
+        "watermark_fallback",
+    ),
+    "pool": (
+        "image_concurrency",
+        "video_concurrency",
+        "error_ban_threshold",
+        "refresh_enabled",
+        "refresh_window",
+        "refresh_interval",
+        "cooldown_base",
+        "cooldown_max",
+    ),
+}
+# Secret-valued settings are shown masked.
+SECRET_FIELDS = {("generation", "watermark_custom_token")}
+
+_PREFIX = "cfg."
+
+
+class Settings:
+    """The effective configuration plus the panel's stored overrides."""
+
+    def __init__(self, base: Config, store: Store) -> None:
+        self._base = base
+        self._store = store
+        self._saved: dict[tuple[str, str], Any] = {}
+        self.current = base
+        self._listeners: list[Callable[[Config], None]] = []
+
+    async def load(self) -> None:
+        """Read stored overrides; a stored value the program no longer accepts is skipped, not fatal."""
+        rows = await self._store.fetchall(
+            "SELECT key, value FROM settings WHERE key LIKE ?", (_PREFIX + "%",)
+        )
+        for row in rows:
+            section, _, key = row["key"][len(_PREFIX) :].partition(".")
+            if key not in EDITABLE.get(section, ()):
+                continue
+            try:
+                self._saved[(section, key)] = coerce(section, key, orjson.loads(row["value"]), "panel")
+            except (ConfigError, orjson.JSONDecodeError) as exc:
+                log.warning("ignoring stored setting %s.%s: %s", section, key, exc)
+        self._rebuild()
+
+    def on_change(self, callback: Callable[[Config], None]) -> None:
+        self._listeners.append(callback)
+
+    def _rebuild(self) -> None:
+        changes: dict[str, dict[str, Any]] = {}
+        for (section, key), value in self._saved.items():
+            if (section, key) in self._base.env_overrides:
+                continue
+            changes.setdefault(section, {})[key] = value
+        self.current = self._base.replace(**changes)
+        for cb in self._listeners:
+            cb(self.current)
+
+    async def update(self, values: Mapping[str, Any]) -> list[str]:
+        """Validate and save {"section.key": value}; all-or-nothing. Returns the keys changed."""
+        parsed: dict[tuple[str, str], Any] = {}
+        for dotted, value in values.items():
+            section, _, key = dotted.partition(".")
+            if key not in EDITABLE.get(section, ()):
+                raise BadRequestError(f"Setting {dotted!r} cannot be changed from the panel", param=dotted)
+            if (section, key) in self._base.env_overrides:
+                raise BadRequestError(
+                    f"Setting {dotted!r} is set by the environment variable "
+                    f"SORA2API_{section.upper()}_{key.upper()} and cannot be changed here",
+                    param=dotted,
+                )
+            if field_types(section)[key] is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            try:
+                parsed[(section, key)] = coerce(section, key, value, "setting")
+            except ConfigError as exc:
+                raise BadRequestError(str(exc).replace("setting: ", ""), param=dotted) from None
+        for (section, key), value in parsed.items():
+            await self._store.execute(
+                "INSERT INTO settings (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (f"{_PREFIX}{section}.{key}", orjson.dumps(value).decode()),
+            )
+            self._saved[(section, key)] = value
+        self._rebuild()
+        return [f"{s}.{k}" for s, k in parsed]
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Every editable field with its effective value and where that value comes from."""
+        out: list[dict[str, Any]] = []
+        for section, keys in EDITABLE.items():
+            types = field_types(section)
+            for key in keys:
+                value = getattr(getattr(self.current, section), key)
+                if (section, key) in self._base.env_overrides:
+                    source = "env"
+                elif (section, key) in self._saved:
+                    source = "panel"
+                else:
+                    source = "config"
+                secret = (section, key) in SECRET_FIELDS
+                out.append(
+                    {
+                        "key": f"{section}.{key}",
+                        "value": ("********" + value[-4:] if value else "") if secret else value,
+                        "type": {bool: "bool", int: "int", float: "float", str: "str"}[types[key]],
+                        "source": source,
+                        "locked": source == "env",
+                        "file_value": None if secret else getattr(getattr(self._base, section), key),
+                        "secret": secret,
+                    }
+                )
+        return out
+
+    async def get_value(self, key: str) -> Any:
+        """A raw stored value outside the config model (admin credentials, API key)."""
+        row = await self._store.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
+        return orjson.loads(row["value"]) if row else None
+
+    async def set_value(self, key: str, value: Any) -> None:
+        await self._store.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, orjson.dumps(value).decode()),
+        )

@@ -1,0 +1,123 @@
+"""Versioned schema. Each entry moves the database one version up; never edit a shipped entry."""
+
+from __future__ import annotations
+
+# PRAGMA user_version holds the number of entries applied. Append only.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema: tokens, settings, request log, jobs, characters.
+    """
+    CREATE TABLE tokens (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        email TEXT,
+        access_token TEXT NOT NULL,
+        session_token TEXT,
+        refresh_token TEXT,
+        is_active INTEGER NOT NULL DEFAULT 1,
+        remark TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX tokens_email ON tokens(email) WHERE email IS NOT NULL;
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE request_logs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        ts REAL NOT NULL,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        duration_ms REAL NOT NULL
+    );
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        model TEXT NOT NULL,
+        request TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    CREATE TABLE characters (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        token_id INTEGER,
+        cameo_id TEXT NOT NULL,
+        character_id TEXT,
+        username TEXT,
+        display_name TEXT,
+        created_at REAL NOT NULL
+    );
+    """,
+    # 2: the token pool's lifecycle, counters and limits; the job engine's progress and result;
+    # request-log details; admin sessions.
+    """
+    ALTER TABLE tokens ADD COLUMN client_id TEXT;
+    ALTER TABLE tokens ADD COLUMN at_expires REAL;
+    ALTER TABLE tokens ADD COLUMN status TEXT NOT NULL DEFAULT 'active';
+    ALTER TABLE tokens ADD COLUMN status_reason TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN status_at REAL;
+    ALTER TABLE tokens ADD COLUMN cooldown_until REAL;
+    ALTER TABLE tokens ADD COLUMN cooldown_reason TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN cooldown_level INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN quota_remaining INTEGER;
+    ALTER TABLE tokens ADD COLUMN quota_resets_at REAL;
+    ALTER TABLE tokens ADD COLUMN plan_type TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN plan_title TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN subscription_end TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN sora2_supported INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN sora2_invite_code TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN sora2_redeemed INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN sora2_total INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN username TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN name TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN proxy TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN image_enabled INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE tokens ADD COLUMN video_enabled INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE tokens ADD COLUMN image_concurrency INTEGER;
+    ALTER TABLE tokens ADD COLUMN video_concurrency INTEGER;
+    ALTER TABLE tokens ADD COLUMN image_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN video_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN error_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN consecutive_errors INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN last_used_at REAL;
+    ALTER TABLE tokens ADD COLUMN last_error TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN last_error_at REAL;
+    ALTER TABLE tokens ADD COLUMN updated_at REAL;
+    UPDATE tokens SET status = CASE WHEN is_active THEN 'active' ELSE 'disabled' END;
+
+    ALTER TABLE jobs ADD COLUMN api TEXT NOT NULL DEFAULT 'chat';
+    ALTER TABLE jobs ADD COLUMN prompt TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN progress REAL NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN stage TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN token_id INTEGER;
+    ALTER TABLE jobs ADD COLUMN upstream_task_id TEXT;
+    ALTER TABLE jobs ADD COLUMN state TEXT NOT NULL DEFAULT '{}';
+    ALTER TABLE jobs ADD COLUMN result TEXT;
+    ALTER TABLE jobs ADD COLUMN error_code TEXT;
+    ALTER TABLE jobs ADD COLUMN error_message TEXT;
+    ALTER TABLE jobs ADD COLUMN remixed_from TEXT;
+    ALTER TABLE jobs ADD COLUMN started_at REAL;
+    ALTER TABLE jobs ADD COLUMN completed_at REAL;
+    ALTER TABLE jobs ADD COLUMN updated_at REAL;
+    CREATE INDEX jobs_status ON jobs(status);
+    CREATE INDEX jobs_created ON jobs(created_at);
+
+    ALTER TABLE request_logs ADD COLUMN key_hint TEXT NOT NULL DEFAULT '';
+    ALTER TABLE request_logs ADD COLUMN model TEXT NOT NULL DEFAULT '';
+    ALTER TABLE request_logs ADD COLUMN token_id INTEGER;
+    ALTER TABLE request_logs ADD COLUMN job_id TEXT;
+    ALTER TABLE request_logs ADD COLUMN outcome TEXT NOT NULL DEFAULT '';
+    ALTER TABLE request_logs ADD COLUMN client TEXT NOT NULL DEFAULT '';
+    CREATE INDEX request_logs_ts ON request_logs(ts);
+
+    ALTER TABLE characters ADD COLUMN visibility TEXT NOT NULL DEFAULT 'private';
+    ALTER TABLE characters ADD COLUMN job_id TEXT;
+    ALTER TABLE characters ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+
+    CREATE TABLE admin_sessions (
+        token_hash TEXT PRIMARY KEY,
+        username TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        client TEXT NOT NULL DEFAULT ''
+    );
+    """,
+)
+
+CURRENT_VERSION = len(MIGRATIONS)
