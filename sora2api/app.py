@@ -1,0 +1,84 @@
+"""The application factory: middlewares, resources in dependency order, the route table."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+from aiohttp import web
+
+from . import keys
+from .auth import Auth
+from .config import Config
+from .errors import PayloadTooLargeError, error_middleware
+from .pool import TokenPool
+from .routes import Handler, add_routes
+from .settings import Settings
+from .store import Store
+from .upstream.client import SoraClient
+
+log = logging.getLogger(__name__)
+
+
+@web.middleware
+async def body_limit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse a declared oversize body before reading it (aiohttp also caps what it reads)."""
+    limit = request.app[keys.CONFIG].security.max_body_mb * 1024 * 1024
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLargeError(
+            f"Request body of {request.content_length} bytes is over the "
+            f"{limit // (1024 * 1024)} MB limit ([security] max_body_mb)"
+        )
+    return await handler(request)
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[keys.CONFIG]
+    db_path = config.storage.db_path
+    store = await Store.open(db_path if db_path == ":memory:" else config.path(db_path))
+    app[keys.STORE] = store
+    settings = Settings(config, store)
+    await settings.load()
+    app[keys.SETTINGS] = settings
+    auth = Auth(settings, store)
+    await auth.load()
+    app[keys.AUTH] = auth
+    yield
+    await store.close()
+
+
+async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[keys.CONFIG]
+    # No total timeout: video downloads and long polls are bounded by asyncio.timeout where they run.
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=15, sock_read=config.upstream.request_timeout
+    )
+    session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=200))
+    app[keys.HTTP] = session
+    client = SoraClient(app[keys.SETTINGS], session)
+    app[keys.CLIENT] = client
+    yield
+    await client.close()
+    await session.close()
+
+
+async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
+    pool = TokenPool(app[keys.SETTINGS], app[keys.STORE])
+    await pool.load()
+    app[keys.POOL] = pool
+    yield
+
+
+def create_app(config: Config) -> web.Application:
+    """Build the whole service for one config."""
+    app = web.Application(
+        middlewares=[error_middleware, body_limit_middleware],
+        client_max_size=config.security.max_body_mb * 1024 * 1024,
+    )
+    app[keys.CONFIG] = config
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_http_ctx)
+    app.cleanup_ctx.append(_pool_ctx)
+    add_routes(app)
+    return app

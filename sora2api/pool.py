@@ -1,0 +1,339 @@
+"""The token pool: eligibility with reasons, atomic least-busy leasing, a fair queue, reactions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import NotFoundError, UnavailableError
+from .settings import Settings
+from .store import Row, Store
+from .upstream.errors import UpstreamFailure
+
+log = logging.getLogger(__name__)
+
+KINDS = ("image", "video")
+
+
+@dataclass(slots=True)
+class TokenState:
+    """The pool's in-memory view of one tokens row plus its live slot counters."""
+
+    row: Row
+    busy: dict[str, int] = field(default_factory=lambda: {"image": 0, "video": 0})
+
+    @property
+    def id(self) -> int:
+        return int(self.row["id"])
+
+    def limit(self, kind: str, defaults: Any) -> int:
+        own = self.row.get(f"{kind}_concurrency")
+        return int(own) if own is not None and own >= 0 else int(getattr(defaults, f"{kind}_concurrency"))
+
+    def ineligible(self, kind: str, now: float) -> str | None:
+        """Why this token cannot take a `kind` job now (a category word), or None."""
+        r = self.row
+        if r["status"] == "disabled":
+            return "disabled"
+        if r["status"] in ("expired", "invalid"):
+            return r["status"]
+        if r.get("at_expires") and r["at_expires"] <= now:
+            return "expired"
+        if r.get("cooldown_until") and r["cooldown_until"] > now:
+            return "cooling down"
+        if not r.get(f"{kind}_enabled", 1):
+            return f"{kind} disabled"
+        if kind == "video":
+            if not r.get("sora2_supported"):
+                return "without Sora-2"
+            if r.get("quota_remaining") == 0 and (r.get("quota_resets_at") or 0) > now:
+                return "out of quota"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A held slot on one token. Read `access_token` when calling: a refresh may replace it."""
+
+    pool: TokenPool
+    token_id: int
+    kind: str
+
+    @property
+    def access_token(self) -> str:
+        return str(self.pool.state(self.token_id).row["access_token"])
+
+    @property
+    def proxy(self) -> str | None:
+        return self.pool.state(self.token_id).row.get("proxy") or None
+
+    @property
+    def email(self) -> str:
+        return str(self.pool.state(self.token_id).row.get("email") or "")
+
+
+@dataclass(slots=True)
+class _Waiter:
+    kind: str
+    exclude: frozenset[int]
+    future: asyncio.Future[TokenState]
+
+
+OnQueued = Callable[[int], Awaitable[None]]
+
+
+class TokenPool:
+    """Owns every token's in-memory state; the only place slots are taken and given back."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self._settings = settings
+        self._store = store
+        self._tokens: dict[int, TokenState] = {}
+        self._waiters: deque[_Waiter] = deque()
+        self._last_pick = 0
+
+    # -- state ---------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        rows = await self._store.fetchall("SELECT * FROM tokens ORDER BY id")
+        self._tokens = {int(r["id"]): TokenState(r) for r in rows}
+
+    async def reload(self, token_id: int) -> None:
+        """Re-read one row after it changed in the database; keeps the live slot counters."""
+        row = await self._store.fetchone("SELECT * FROM tokens WHERE id = ?", (token_id,))
+        if row is None:
+            self._tokens.pop(token_id, None)
+        elif token_id in self._tokens:
+            self._tokens[token_id].row = row
+        else:
+            self._tokens[token_id] = TokenState(row)
+        self._dispatch()
+
+    def state(self, token_id: int) -> TokenState:
+        try:
+            return self._tokens[token_id]
+        except KeyError:
+            raise NotFoundError(f"Token {token_id} not found", param="token_id") from None
+
+    def tokens(self) -> list[TokenState]:
+        return list(self._tokens.values())
+
+    def busy(self, token_id: int, kind: str) -> int:
+        t = self._tokens.get(token_id)
+        return t.busy[kind] if t else 0
+
+    async def update_row(self, token_id: int, values: dict[str, Any]) -> None:
+        """Write some columns of one token and refresh the in-memory copy."""
+        values = {**values, "updated_at": time.time()}
+        await self._store.update("tokens", "id", token_id, values)
+        t = self._tokens.get(token_id)
+        if t is not None:
+            t.row.update(values)
+        self._dispatch()
+
+    # -- eligibility and reasons -----------------------------------------------------------
+
+    def unavailable_reason(self, kind: str, exclude: Iterable[int] = ()) -> str:
+        """Per-category counts of why no token can take a `kind` job, e.g. '2 expired, 1 disabled'."""
+        if not self._tokens:
+            return "no tokens: add one in the admin panel or with POST /api/tokens"
+        now = time.time()
+        excluded = set(exclude)
+        counts: dict[str, int] = {}
+        soonest: dict[str, float] = {}
+        for t in self._tokens.values():
+            if t.id in excluded:
+                word = "already failed this job"
+            else:
+                word = t.ineligible(kind, now) or "busy"
+            counts[word] = counts.get(word, 0) + 1
+            until = None
+            if word == "cooling down":
+                until = t.row["cooldown_until"]
+            elif word == "out of quota":
+                until = t.row.get("quota_resets_at")
+            if until:
+                soonest[word] = min(soonest.get(word, until), until)
+        parts = []
+        for word, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+            text = f"{n} {word}"
+            if word in soonest:
+                text += f" until {time.strftime('%H:%M', time.localtime(soonest[word]))}"
+            parts.append(text)
+        return f"No token available for {kind} generation: " + ", ".join(parts)
+
+    def _pick(self, kind: str, exclude: frozenset[int]) -> TokenState | None:
+        now = time.time()
+        defaults = self._settings.current.pool
+        best: TokenState | None = None
+        best_key: tuple[float, int] | None = None
+        span = (max(self._tokens) + 1) if self._tokens else 1
+        for t in self._tokens.values():
+            if t.id in exclude or t.ineligible(kind, now) is not None:
+                continue
+            limit = t.limit(kind, defaults)
+            if limit and t.busy[kind] >= limit:
+                continue
+            # Least busy first; among equals, the next id after the last pick (round-robin).
+            key = (t.busy["image"] + t.busy["video"], (t.id - self._last_pick - 1) % span)
+            if best_key is None or key < best_key:
+                best, best_key = t, key
+        if best is not None:
+            best.busy[kind] += 1
+            self._last_pick = best.id
+        return best
+
+    def _has_candidate(self, kind: str, exclude: frozenset[int]) -> bool:
+        now = time.time()
+        return any(t.id not in exclude and t.ineligible(kind, now) is None for t in self._tokens.values())
+
+    def _dispatch(self) -> None:
+        """Hand freed capacity to waiters in arrival order (a later waiter never jumps the line
+        for a token an earlier one could take)."""
+        for w in list(self._waiters):
+            if w.future.done():
+                self._waiters.remove(w)
+                continue
+            tok = self._pick(w.kind, w.exclude)
+            if tok is not None:
+                self._waiters.remove(w)
+                w.future.set_result(tok)
+
+    def _release(self, token_id: int, kind: str) -> None:
+        t = self._tokens.get(token_id)
+        if t is not None and t.busy[kind] > 0:
+            t.busy[kind] -= 1
+        self._dispatch()
+
+    # -- leasing ---------------------------------------------------------------------------
+
+    async def _acquire(
+        self, kind: str, exclude: frozenset[int], on_queued: OnQueued | None
+    ) -> TokenState:
+        tok = self._pick(kind, exclude) if not self._waiters else None
+        if tok is not None:
+            return tok
+        if not self._has_candidate(kind, exclude):
+            raise UnavailableError(self.unavailable_reason(kind, exclude))
+        fut: asyncio.Future[TokenState] = asyncio.get_running_loop().create_future()
+        waiter = _Waiter(kind, exclude, fut)
+        self._waiters.append(waiter)
+        self._dispatch()
+        timeout = self._settings.current.generation.queue_timeout
+        delivered = False
+        try:
+            if not fut.done() and on_queued is not None:
+                await on_queued(len(self._waiters))
+            async with asyncio.timeout(timeout):
+                tok = await asyncio.shield(fut)
+            delivered = True
+            return tok
+        except TimeoutError:
+            raise UnavailableError(
+                f"Every eligible token stayed busy for {timeout:g} s (queue_timeout). "
+                + self.unavailable_reason(kind, exclude)
+            ) from None
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            if not delivered:
+                if fut.done() and not fut.cancelled():
+                    # A slot was assigned but we leave without it (timeout, cancellation).
+                    self._release(fut.result().id, kind)
+                else:
+                    fut.cancel()
+
+    @asynccontextmanager
+    async def lease(
+        self,
+        kind: str,
+        *,
+        exclude: Iterable[int] = (),
+        on_queued: OnQueued | None = None,
+        token_id: int | None = None,
+    ) -> AsyncIterator[Lease]:
+        """Take one slot on the least busy eligible token (or a given one) and give it back
+        exactly once when the block ends, however it ends."""
+        if kind not in KINDS:
+            raise ValueError(kind)
+        if token_id is not None:
+            # Resuming a job after a restart: the job already owns this token's slot.
+            tok = self.state(token_id)
+            tok.busy[kind] += 1
+        else:
+            tok = await self._acquire(kind, frozenset(exclude), on_queued)
+        try:
+            yield Lease(self, tok.id, kind)
+        finally:
+            self._release(tok.id, kind)
+
+    # -- reactions -------------------------------------------------------------------------
+
+    async def report_success(self, token_id: int, kind: str) -> None:
+        t = self._tokens.get(token_id)
+        if t is None:
+            return
+        await self.update_row(
+            token_id,
+            {
+                f"{kind}_count": int(t.row.get(f"{kind}_count") or 0) + 1,
+                "consecutive_errors": 0,
+                "cooldown_level": 0,
+                "last_used_at": time.time(),
+            },
+        )
+
+    async def report_failure(self, token_id: int, failure: UpstreamFailure) -> None:
+        """Apply the one reaction of the failure's class to the token."""
+        t = self._tokens.get(token_id)
+        reaction = failure.token_reaction
+        if t is None or reaction is None:
+            return
+        now = time.time()
+        text = failure.describe()[:500]
+        values: dict[str, Any] = {"last_error": text, "last_error_at": now, "last_used_at": now}
+        if reaction in ("invalidate", "expire"):
+            values.update(
+                status="invalid" if reaction == "invalidate" else "expired",
+                status_reason=text,
+                status_at=now,
+            )
+        elif reaction == "cooldown":
+            cfg = self._settings.current.pool
+            level = int(t.row.get("cooldown_level") or 0)
+            wait = failure.retry_after or min(cfg.cooldown_base * (2**level), cfg.cooldown_max)
+            values.update(cooldown_until=now + wait, cooldown_reason=text, cooldown_level=level + 1)
+        elif reaction == "quota":
+            values.update(
+                quota_remaining=0,
+                quota_resets_at=now + (failure.retry_after or 3600.0),
+            )
+        elif reaction == "error":
+            errors = int(t.row.get("consecutive_errors") or 0) + 1
+            values.update(consecutive_errors=errors, error_count=int(t.row.get("error_count") or 0) + 1)
+            threshold = self._settings.current.pool.error_ban_threshold
+            if threshold and errors >= threshold:
+                values.update(
+                    status="disabled",
+                    status_reason=f"{errors} consecutive unexplained errors; last: {text}",
+                    status_at=now,
+                )
+        log.info("token %d: %s -> %s", token_id, failure.kind.value, reaction)
+        await self.update_row(token_id, values)
+
+    def first_usable(self, token_id: int | None = None) -> TokenState:
+        """A token for read-only data calls: the given one, else the first active one."""
+        if token_id is not None:
+            return self.state(token_id)
+        now = time.time()
+        for t in self._tokens.values():
+            if t.ineligible("image", now) in (None, "image disabled", "cooling down"):
+                return t
+        raise UnavailableError(self.unavailable_reason("image"))
+

@@ -1,0 +1,412 @@
+"""The Sora backend client: one method per endpoint. It knows nothing about OpenAI shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import secrets
+import string
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import aiohttp
+import orjson
+
+from ..settings import Settings
+from .errors import Kind, UpstreamFailure, classify
+
+log = logging.getLogger(__name__)
+
+_ALNUM = string.ascii_letters + string.digits
+
+
+def sentinel_token() -> str:
+    """The seed-mode sentinel: an opaque random string on the four create/publish calls."""
+    return "".join(secrets.choice(_ALNUM) for _ in range(secrets.randbelow(11) + 10))
+
+
+def decode_jwt(token: str) -> dict[str, Any]:
+    """The claims of a JWT, unverified (we are not its audience); ValueError if it is not one."""
+    parts = token.split(".")
+    if len(parts) != 3 or not all(parts[:2]):
+        raise ValueError("not a JWT (expected three dot-separated parts)")
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = orjson.loads(base64.urlsafe_b64decode(payload))
+    except (ValueError, orjson.JSONDecodeError):
+        raise ValueError("not a JWT (payload is not base64url JSON)") from None
+    if not isinstance(claims, dict):
+        raise ValueError("not a JWT (payload is not an object)")
+    return claims
+
+
+def jwt_email(claims: Mapping[str, Any]) -> str | None:
+    profile = claims.get("https://api.openai.com/profile")
+    if isinstance(profile, dict) and isinstance(profile.get("email"), str):
+        return profile["email"]
+    email = claims.get("email")
+    return email if isinstance(email, str) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One multipart form part."""
+
+    name: str
+    value: bytes | str
+    filename: str | None = None
+    content_type: str | None = None
+
+
+class SoraClient:
+    """Talks to the hosts of [upstream]; every URL is derived from the live settings."""
+
+    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+        self._settings = settings
+        self._session = session
+        self._socks: dict[str, aiohttp.ClientSession] = {}
+
+    async def close(self) -> None:
+        for s in self._socks.values():
+            await s.close()
+        self._socks.clear()
+
+    # -- transport -----------------------------------------------------------------------
+
+    def _route(self, proxy: str | None) -> tuple[aiohttp.ClientSession, str | None]:
+        """The session and `proxy=` argument for a call: per-token proxy, else the global one."""
+        proxy = proxy or self._settings.current.upstream.proxy or None
+        if not proxy:
+            return self._session, None
+        if proxy.startswith(("socks4://", "socks5://", "socks5h://")):
+            session = self._socks.get(proxy)
+            if session is None or session.closed:
+                from aiohttp_socks import ProxyConnector  # imported only when a SOCKS proxy is used
+
+                session = aiohttp.ClientSession(
+                    connector=ProxyConnector.from_url(proxy), timeout=self._session.timeout
+                )
+                self._socks[proxy] = session
+            return session, None
+        return self._session, proxy
+
+    def _headers(self, token: str | None, *, sentinel: bool = False) -> dict[str, str]:
+        cfg = self._settings.current.upstream
+        headers = {
+            "User-Agent": cfg.user_agent,
+            "Accept": "application/json",
+            "Origin": "https://sora.chatgpt.com",
+            "Referer": "https://sora.chatgpt.com/",
+        }
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if sentinel:
+            headers["openai-sentinel-token"] = sentinel_token()
+        return headers
+
+    def url(self, path: str) -> str:
+        return self._settings.current.upstream.base_url.rstrip("/") + path
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        token: str | None,
+        *,
+        json: Any = None,
+        parts: list[Part] | None = None,
+        sentinel: bool = False,
+        proxy: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        expect_json: bool = True,
+        ok: tuple[int, ...] = (200, 201),
+    ) -> Any:
+        """One backend call: success is a status in `ok` with a JSON body; else UpstreamFailure."""
+        endpoint = f"{method} {url.split('?', 1)[0].removeprefix(self._settings.current.upstream.base_url)}"
+        hdrs = self._headers(token, sentinel=sentinel)
+        if headers:
+            hdrs.update(headers)
+        data: Any = None
+        body: bytes | None = None
+        if parts is not None:
+            form = aiohttp.FormData()
+            for p in parts:
+                form.add_field(p.name, p.value, filename=p.filename, content_type=p.content_type)
+            data = form
+        elif json is not None:
+            body = orjson.dumps(json)
+            hdrs["Content-Type"] = "application/json"
+        session, proxy_arg = self._route(proxy)
+        timeout = self._settings.current.upstream.request_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                async with session.request(
+                    method, url, data=data if data is not None else body, headers=hdrs, proxy=proxy_arg
+                ) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+                    ctype = resp.headers.get("Content-Type", "")
+                    retry_after = resp.headers.get("Retry-After")
+        except TimeoutError:
+            raise UpstreamFailure(
+                Kind.TIMEOUT, f"no answer within {timeout:g} s", endpoint=endpoint
+            ) from None
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamFailure(
+                Kind.TRANSPORT, f"connection failed: {exc.os_error or exc}", endpoint=endpoint, sent=False
+            ) from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise UpstreamFailure(
+                Kind.TRANSPORT, f"{type(exc).__name__}: {exc}".rstrip(": "), endpoint=endpoint
+            ) from None
+        if status not in ok:
+            failure = classify(status, raw, ctype, endpoint)
+            if retry_after and retry_after.isdigit():
+                failure.retry_after = float(retry_after)
+            raise failure
+        if not expect_json:
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            preview = raw[:120].decode("utf-8", "replace") or "empty body"
+            raise UpstreamFailure(
+                Kind.MALFORMED, f"expected JSON, got {preview!r}", status=status, endpoint=endpoint
+            ) from None
+
+    async def _get(self, path: str, token: str, proxy: str | None = None, **query: Any) -> Any:
+        q = {k: v for k, v in query.items() if v is not None and v != ""}
+        url = self.url(path) + ("?" + urlencode(q) if q else "")
+        return await self.request("GET", url, token, proxy=proxy)
+
+    async def _post(self, path: str, token: str, body: Any, proxy: str | None = None, **kw: Any) -> Any:
+        return await self.request("POST", self.url(path), token, json=body, proxy=proxy, **kw)
+
+    @staticmethod
+    def _field(data: Any, key: str, endpoint: str) -> Any:
+        if not isinstance(data, dict) or not data.get(key):
+            raise UpstreamFailure(
+                Kind.MALFORMED, f"response has no {key!r}: {str(data)[:120]}", endpoint=endpoint
+            )
+        return data[key]
+
+    # -- auth hosts ----------------------------------------------------------------------
+
+    async def st_to_at(self, st: str, proxy: str | None = None) -> dict[str, Any]:
+        """Session token → {accessToken, expires, user.email}."""
+        data = await self.request(
+            "GET",
+            self._settings.current.upstream.session_url,
+            None,
+            headers={"Cookie": f"__Secure-next-auth.session-token={st}"},
+            proxy=proxy,
+        )
+        if not isinstance(data, dict) or not data.get("accessToken"):
+            raise UpstreamFailure(
+                Kind.TOKEN_EXPIRED,
+                "the session token gave no access token (expired or signed out)",
+                endpoint="GET session",
+            )
+        return data
+
+    async def rt_to_at(self, rt: str, client_id: str | None = None, proxy: str | None = None) -> dict[str, Any]:
+        """Refresh token → {access_token, refresh_token (rotated), expires_in}."""
+        body = {
+            "client_id": client_id or self._settings.current.upstream.client_id,
+            "grant_type": "refresh_token",
+            "redirect_uri": "com.openai.chat://auth0.openai.com/ios/com.openai.chat/callback",
+            "refresh_token": rt,
+        }
+        data = await self.request("POST", self._settings.current.upstream.oauth_url, None, json=body, proxy=proxy)
+        if not isinstance(data, dict) or not data.get("access_token"):
+            raise UpstreamFailure(
+                Kind.TOKEN_EXPIRED, "the refresh token gave no access token", endpoint="POST oauth/token"
+            )
+        return data
+
+    # -- account -------------------------------------------------------------------------
+
+    async def me(self, at: str, proxy: str | None = None) -> dict[str, Any]:
+        return await self._get("/me", at, proxy)
+
+    async def subscriptions(self, at: str, proxy: str | None = None) -> dict[str, Any]:
+        return await self._get("/billing/subscriptions", at, proxy)
+
+    async def invite_mine(self, at: str, proxy: str | None = None) -> dict[str, Any]:
+        return await self._get("/project_y/invite/mine", at, proxy)
+
+    async def bootstrap(self, at: str, proxy: str | None = None) -> None:
+        await self.request("GET", self.url("/m/bootstrap"), at, proxy=proxy, expect_json=False)
+
+    async def invite_accept(self, at: str, code: str, proxy: str | None = None) -> dict[str, Any]:
+        return await self._post(
+            "/project_y/invite/accept",
+            at,
+            {"invite_code": code},
+            proxy,
+            headers={"Cookie": f"oai-did={uuid.uuid4()}"},
+        )
+
+    async def nf_check(self, at: str, proxy: str | None = None) -> dict[str, Any]:
+        data = await self._get("/nf/check", at, proxy)
+        info = data.get("rate_limit_and_credit_balance") if isinstance(data, dict) else None
+        return info if isinstance(info, dict) else {}
+
+    async def username_check(self, at: str, username: str, proxy: str | None = None) -> bool:
+        data = await self._post("/project_y/profile/username/check", at, {"username": username}, proxy)
+        return bool(isinstance(data, dict) and data.get("available"))
+
+    async def username_set(self, at: str, username: str, proxy: str | None = None) -> dict[str, Any]:
+        return await self._post("/project_y/profile/username/set", at, {"username": username}, proxy)
+
+    # -- uploads -------------------------------------------------------------------------
+
+    async def upload_image(
+        self, at: str, data: bytes, filename: str, content_type: str, proxy: str | None = None
+    ) -> str:
+        res = await self.request(
+            "POST",
+            self.url("/uploads"),
+            at,
+            parts=[Part("file", data, filename, content_type), Part("file_name", filename)],
+            proxy=proxy,
+        )
+        return str(self._field(res, "id", "POST /uploads"))
+
+    async def upload_cameo_video(
+        self, at: str, data: bytes, timestamps: str, proxy: str | None = None
+    ) -> str:
+        res = await self.request(
+            "POST",
+            self.url("/characters/upload"),
+            at,
+            parts=[Part("file", data, "video.mp4", "video/mp4"), Part("timestamps", timestamps)],
+            proxy=proxy,
+        )
+        return str(self._field(res, "id", "POST /characters/upload"))
+
+    async def upload_profile_asset(self, at: str, data: bytes, proxy: str | None = None) -> str:
+        res = await self.request(
+            "POST",
+            self.url("/project_y/file/upload"),
+            at,
+            parts=[Part("file", data, "profile.webp", "image/webp"), Part("use_case", "profile")],
+            proxy=proxy,
+        )
+        return str(self._field(res, "asset_pointer", "POST /project_y/file/upload"))
+
+    # -- generation ----------------------------------------------------------------------
+
+    async def create_image(self, at: str, payload: dict[str, Any], proxy: str | None = None) -> str:
+        res = await self._post("/video_gen", at, payload, proxy, sentinel=True)
+        return str(self._field(res, "id", "POST /video_gen"))
+
+    async def create_video(self, at: str, payload: dict[str, Any], proxy: str | None = None) -> str:
+        res = await self._post("/nf/create", at, payload, proxy, sentinel=True)
+        return str(self._field(res, "id", "POST /nf/create"))
+
+    async def create_storyboard(self, at: str, payload: dict[str, Any], proxy: str | None = None) -> str:
+        res = await self._post("/nf/create/storyboard", at, payload, proxy, sentinel=True)
+        return str(self._field(res, "id", "POST /nf/create/storyboard"))
+
+    async def recent_tasks(self, at: str, proxy: str | None = None) -> list[dict[str, Any]]:
+        data = await self._get("/v2/recent_tasks", at, proxy, limit=20)
+        tasks = data.get("task_responses") if isinstance(data, dict) else None
+        if not isinstance(tasks, list):
+            raise UpstreamFailure(Kind.MALFORMED, "recent_tasks has no task_responses list", endpoint="GET /v2/recent_tasks")
+        return [t for t in tasks if isinstance(t, dict)]
+
+    async def pending(self, at: str, proxy: str | None = None) -> list[dict[str, Any]]:
+        data = await self._get("/nf/pending/v2", at, proxy)
+        if not isinstance(data, list):
+            raise UpstreamFailure(Kind.MALFORMED, "nf/pending is not a list", endpoint="GET /nf/pending/v2")
+        return [t for t in data if isinstance(t, dict)]
+
+    async def drafts(self, at: str, proxy: str | None = None, limit: int = 15) -> list[dict[str, Any]]:
+        data = await self._get("/project_y/profile/drafts", at, proxy, limit=limit)
+        items = data.get("items") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise UpstreamFailure(Kind.MALFORMED, "drafts has no items list", endpoint="GET /project_y/profile/drafts")
+        return [d for d in items if isinstance(d, dict)]
+
+    # -- publishing ----------------------------------------------------------------------
+
+    async def publish(self, at: str, generation_id: str, proxy: str | None = None) -> str:
+        body = {"attachments_to_create": [{"generation_id": generation_id, "kind": "sora"}], "post_text": ""}
+        res = await self._post("/project_y/post", at, body, proxy, sentinel=True)
+        post = res.get("post") if isinstance(res, dict) else None
+        return str(self._field(post, "id", "POST /project_y/post"))
+
+    async def delete_post(self, at: str, post_id: str, proxy: str | None = None) -> None:
+        await self.request(
+            "DELETE", self.url(f"/project_y/post/{quote(post_id, safe='')}"), at,
+            proxy=proxy, expect_json=False, ok=(200, 204),
+        )
+
+    async def custom_parse(self, base_url: str, share_url: str, token: str) -> str:
+        data = await self.request(
+            "POST", base_url.rstrip("/") + "/get-sora-link", None, json={"url": share_url, "token": token}
+        )
+        if isinstance(data, dict) and data.get("error"):
+            raise UpstreamFailure(Kind.BAD_REQUEST, f"custom parser: {data['error']}", endpoint="POST get-sora-link")
+        return str(self._field(data, "download_link", "POST get-sora-link"))
+
+    # -- characters ----------------------------------------------------------------------
+
+    async def cameo_status(self, at: str, cameo_id: str, proxy: str | None = None) -> dict[str, Any]:
+        return await self._get(f"/project_y/cameos/in_progress/{quote(cameo_id, safe='')}", at, proxy)
+
+    async def finalize_character(self, at: str, body: dict[str, Any], proxy: str | None = None) -> str:
+        res = await self._post("/characters/finalize", at, body, proxy)
+        character = res.get("character") if isinstance(res, dict) else None
+        return str(self._field(character, "character_id", "POST /characters/finalize"))
+
+    async def update_cameo(self, at: str, cameo_id: str, body: dict[str, Any], proxy: str | None = None) -> Any:
+        return await self._post(f"/project_y/cameos/by_id/{quote(cameo_id, safe='')}/update_v2", at, body, proxy)
+
+    async def delete_character(self, at: str, character_id: str, proxy: str | None = None) -> None:
+        await self.request(
+            "DELETE", self.url(f"/project_y/characters/{quote(character_id, safe='')}"), at,
+            proxy=proxy, expect_json=False, ok=(200, 204),
+        )
+
+    async def download(self, url: str, *, proxy: str | None = None, max_bytes: int = 32 << 20) -> bytes:
+        """A small upstream asset (avatar) into memory, capped."""
+        session, proxy_arg = self._route(proxy)
+        try:
+            async with asyncio.timeout(self._settings.current.upstream.request_timeout):
+                async with session.get(url, proxy=proxy_arg) as resp:
+                    if resp.status != 200:
+                        raise UpstreamFailure(Kind.SERVER if resp.status >= 500 else Kind.NOT_FOUND,
+                                              f"download failed: HTTP {resp.status}", status=resp.status,
+                                              endpoint="GET asset")
+                    data = await resp.content.read(max_bytes + 1)
+        except TimeoutError:
+            raise UpstreamFailure(Kind.TIMEOUT, "asset download timed out", endpoint="GET asset") from None
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailure(Kind.TRANSPORT, str(exc), endpoint="GET asset") from None
+        if len(data) > max_bytes:
+            raise UpstreamFailure(Kind.MALFORMED, "asset too large", endpoint="GET asset")
+        return data
+
+    # -- feed, search, profile -----------------------------------------------------------
+
+    async def feed(self, at: str, limit: int, cut: str, cursor: str | None, proxy: str | None = None) -> Any:
+        return await self._get("/project_y/feed", at, proxy, limit=limit, cut=cut, cursor=cursor)
+
+    async def profile_feed(self, at: str, user_id: str, limit: int, cursor: str | None = None,
+                           proxy: str | None = None) -> Any:
+        return await self._get(f"/project_y/profile_feed/{quote(user_id, safe='')}", at, proxy,
+                               limit=limit, cut="nf2", cursor=cursor)
+
+    async def profile(self, at: str, username: str, proxy: str | None = None) -> Any:
+        return await self._get(f"/project_y/profile/username/{quote(username, safe='')}", at, proxy)
+
+    async def search_mentions(self, at: str, username: str, intent: str, limit: int,
+                              proxy: str | None = None) -> Any:
+        return await self._get("/project_y/profile/search_mentions", at, proxy,
+                               username=username, intent=intent, limit=limit)
