@@ -12,6 +12,9 @@ from . import keys
 from .auth import Auth
 from .config import Config
 from .errors import PayloadTooLargeError, error_middleware
+from .flows.generate import resume_flow, run_flow
+from .jobs import JobEngine
+from .media import media_context
 from .pool import TokenPool
 from .routes import Handler, add_routes
 from .settings import Settings
@@ -70,6 +73,18 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
 
 
+async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    engine = JobEngine(
+        app[keys.SETTINGS], app[keys.STORE], app[keys.POOL], app[keys.CLIENT], app[keys.MEDIA],
+        flow=run_flow, resume_flow=resume_flow,
+    )
+    app[keys.JOBS] = engine
+    await engine.resume_all()
+    yield
+    # Running jobs stay in_progress in the database and are resumed by the next start.
+    await engine.close()
+
+
 def create_app(config: Config) -> web.Application:
     """Build the whole service for one config."""
     app = web.Application(
@@ -79,6 +94,8 @@ def create_app(config: Config) -> web.Application:
     app[keys.CONFIG] = config
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_http_ctx)
+    app.cleanup_ctx.append(media_context)
     app.cleanup_ctx.append(_pool_ctx)
+    app.cleanup_ctx.append(_jobs_ctx)
     add_routes(app)
     return app

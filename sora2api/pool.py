@@ -148,10 +148,7 @@ class TokenPool:
         counts: dict[str, int] = {}
         soonest: dict[str, float] = {}
         for t in self._tokens.values():
-            if t.id in excluded:
-                word = "already failed this job"
-            else:
-                word = t.ineligible(kind, now) or "busy"
+            word = t.ineligible(kind, now) or ("already failed this job" if t.id in excluded else "busy")
             counts[word] = counts.get(word, 0) + 1
             until = None
             if word == "cooling down":
@@ -204,6 +201,11 @@ class TokenPool:
             if tok is not None:
                 self._waiters.remove(w)
                 w.future.set_result(tok)
+            elif not self._has_candidate(w.kind, w.exclude):
+                # Its last eligible token went away (expired, disabled, cooling down): nothing
+                # would wake this waiter before queue_timeout, so fail now with the reason.
+                self._waiters.remove(w)
+                w.future.set_exception(UnavailableError(self.unavailable_reason(w.kind, w.exclude)))
 
     def _release(self, token_id: int, kind: str) -> None:
         t = self._tokens.get(token_id)
@@ -243,11 +245,11 @@ class TokenPool:
             if waiter in self._waiters:
                 self._waiters.remove(waiter)
             if not delivered:
-                if fut.done() and not fut.cancelled():
+                if not fut.done():
+                    fut.cancel()
+                elif not fut.cancelled() and fut.exception() is None:
                     # A slot was assigned but we leave without it (timeout, cancellation).
                     self._release(fut.result().id, kind)
-                else:
-                    fut.cancel()
 
     @asynccontextmanager
     async def lease(

@@ -10,7 +10,8 @@ from aiohttp import web
 
 from .. import keys
 from ..errors import AuthenticationError
-from . import basic
+from ..media import serve_media
+from . import basic, chat
 
 Auth = Literal["public", "key", "key_or_admin", "admin"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -29,6 +30,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", basic.health, "public"),
     Route("GET", "/v1/models", basic.list_models, "key"),
     Route("GET", "/v1/models/{model}", basic.get_model_route, "key"),
+    Route("POST", "/v1/chat/completions", chat.chat_completions, "key"),
+    Route("GET", "/tmp/{name}", serve_media, "public"),
 )
 
 

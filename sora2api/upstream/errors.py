@@ -76,6 +76,8 @@ class UpstreamFailure(Exception):
         self.retry_after = retry_after
         # False when the request provably never reached the backend (safe to resend a create).
         self.sent = sent
+        # Set once the pool has been told, so a failure shared by many jobs is counted once.
+        self.reported = False
 
     @property
     def token_reaction(self) -> str | None:

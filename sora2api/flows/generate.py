@@ -1,0 +1,497 @@
+"""The generation flows: image, video (t2v, i2v, remix, storyboard), character, watermark-free.
+
+Each flow leases a token, submits once, then follows the task through the token's watcher.
+Token-level failures before the task exists move the job to another token; after it exists the
+job stays on its token (resubmitting would spend the user's quota twice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from ..errors import ApiError
+from ..jobs import JobContext, JobFailed
+from ..pool import Lease
+from ..upstream.errors import Kind, UpstreamFailure
+from .results import character_result, image_result, video_result
+
+log = logging.getLogger(__name__)
+
+SubmitFn = Callable[[Lease], Awaitable[str]]
+FollowFn = Callable[[JobContext, Lease, str], Awaitable[dict[str, Any]]]
+
+
+def _spec(ctx: JobContext) -> dict[str, Any]:
+    return orjson.loads(ctx.row["request"])
+
+
+# -- token switching -------------------------------------------------------------------------
+
+
+async def _leased(ctx: JobContext, kind: str, submit: SubmitFn, follow: FollowFn) -> dict[str, Any]:
+    """Lease a token, submit, follow; before the task exists, a token-level failure switches tokens."""
+    tried: set[int] = set()
+    switches = ctx.settings.current.upstream.max_token_switches
+    while True:
+        async with ctx.pool.lease(kind, exclude=tried, on_queued=ctx.on_queued) as lease:
+            await ctx.save(token_id=lease.token_id)
+            try:
+                task_id = await submit(lease)
+            except UpstreamFailure as failure:
+                await ctx.pool.report_failure(lease.token_id, failure)
+                failure.reported = True
+                # A create that may have reached Sora is never resent: it may have spent quota.
+                resendable = failure.sent or failure.kind not in (Kind.TIMEOUT, Kind.TRANSPORT)
+                if failure.switch_token and resendable and len(tried) < switches:
+                    tried.add(lease.token_id)
+                    await ctx.emit(
+                        "processing",
+                        "processing",
+                        f"Token failed ({failure.describe()}); retrying on another token",
+                        details={"retry": len(tried), "error_type": failure.kind.value},
+                    )
+                    continue
+                raise
+            await ctx.save(upstream_task_id=task_id)
+            try:
+                return await follow(ctx, lease, task_id)
+            except UpstreamFailure as failure:
+                if not failure.reported:
+                    await ctx.pool.report_failure(lease.token_id, failure)
+                    failure.reported = True
+                raise
+
+
+async def _poll(
+    ctx: JobContext, lease: Lease, task_id: str, kind: str, stage: str, label: str
+) -> dict[str, Any]:
+    """Wait for the watcher to report the task finished; progress events on the way."""
+    up = ctx.settings.current.upstream
+    timeout = up.image_timeout if kind == "image" else up.video_timeout
+    watcher = ctx.engine.watchers.for_token(lease.token_id)
+    queue = watcher.track(task_id, kind)
+    await ctx.save_state(phase="poll", task_id=task_id, task_kind=kind)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                update = await queue.get()
+                if update.state == "done":
+                    assert update.data is not None
+                    return update.data
+                if update.state == "failed":
+                    assert update.failure is not None
+                    raise update.failure
+                pct = update.progress * 100
+                await ctx.progress(
+                    stage,
+                    pct,
+                    f"{label} in progress: {int(pct)}% completed...",
+                    {"task_status": update.status, "task_id": task_id},
+                )
+    except TimeoutError:
+        raise UpstreamFailure(
+            Kind.TIMEOUT, f"generation exceeded the {timeout:g} s limit", endpoint="poll"
+        ) from None
+    finally:
+        watcher.untrack(task_id)
+
+
+async def _cache(ctx: JobContext, lease: Lease, urls: list[str], ext: str) -> list[str]:
+    """Download results into the media cache; a failure is a clear error, never a silent link."""
+    await ctx.emit("cache", "started", f"Caching {len(urls)} file(s)...", 100.0, {"count": len(urls)})
+    names: list[str] = []
+    for url in urls:
+        try:
+            cached = await ctx.media.store_url(url, ext=ext, proxy=lease.proxy)
+        except ApiError as exc:
+            raise JobFailed("cache_failed", exc.message) from None
+        names.append(cached.name)
+    await ctx.save_state(files=names)
+    await ctx.emit("cache", "completed", "Files cached", 100.0, {"count": len(names)})
+    return [ctx.media.url_for(n) for n in names]
+
+
+# -- images ----------------------------------------------------------------------------------
+
+
+async def _image(ctx: JobContext) -> dict[str, Any]:
+    req = ctx.req
+    assert req is not None
+
+    async def submit(lease: Lease) -> str:
+        inpaint: list[dict[str, Any]] = []
+        if req.image is not None:
+            await ctx.emit("upload", "started", "Uploading the reference image...")
+            media_id = await ctx.client.upload_image(
+                lease.access_token, req.image.data, req.image.filename, req.image.content_type, lease.proxy
+            )
+            inpaint = [{"type": "image", "frame_index": 0, "upload_media_id": media_id}]
+            await ctx.emit("upload", "completed", "Reference image uploaded", details={"media_id": media_id})
+        payload = {
+            "type": "image_gen",
+            "operation": "remix" if inpaint else "simple_compose",
+            "prompt": req.prompt,
+            "width": req.model.width,
+            "height": req.model.height,
+            "n_variants": req.n,
+            "n_frames": 1,
+            "inpaint_items": inpaint,
+        }
+        task_id = await ctx.client.create_image(lease.access_token, payload, lease.proxy)
+        await ctx.emit(
+            "generation", "started", "Image generation started", 0.0, {"task_id": task_id, "job_id": ctx.job_id}
+        )
+        return task_id
+
+    return await _leased(ctx, "image", submit, _follow_image)
+
+
+async def _follow_image(ctx: JobContext, lease: Lease, task_id: str) -> dict[str, Any]:
+    task = await _poll(ctx, lease, task_id, "image", "generation", "Image generation")
+    urls = [str(g["url"]) for g in task.get("generations") or [] if isinstance(g, dict) and g.get("url")]
+    if not urls:
+        raise UpstreamFailure(Kind.MALFORMED, "the image task succeeded without any image", endpoint="task")
+    await ctx.pool.report_success(lease.token_id, "image")
+    await ctx.emit("generation", "completed", f"{len(urls)} image(s) generated", 100.0, {"image_count": len(urls)})
+    return image_result(await _cache(ctx, lease, urls, "png"))
+
+
+# -- videos ----------------------------------------------------------------------------------
+
+
+def _video_payload(spec: dict[str, Any], prompt: str, inpaint: list[dict[str, Any]], model: Any) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "kind": "video",
+        "prompt": prompt,
+        "orientation": model.orientation,
+        "size": "small",
+        "n_frames": model.n_frames,
+        "model": "sy_8",
+        "inpaint_items": inpaint,
+    }
+    if spec.get("style_id"):
+        payload["style_id"] = spec["style_id"]
+    return payload
+
+
+async def _video(ctx: JobContext, *, prompt: str | None = None) -> dict[str, Any]:
+    req = ctx.req
+    assert req is not None
+    spec = req.describe()
+
+    async def submit(lease: Lease) -> str:
+        inpaint: list[dict[str, Any]] = []
+        if req.image is not None:
+            await ctx.emit("upload", "started", "Uploading the start image...")
+            media_id = await ctx.client.upload_image(
+                lease.access_token, req.image.data, req.image.filename, req.image.content_type, lease.proxy
+            )
+            inpaint = [{"kind": "upload", "upload_id": media_id}]
+            await ctx.emit("upload", "completed", "Start image uploaded", details={"media_id": media_id})
+        at, proxy = lease.access_token, lease.proxy
+        if req.mode == "remix":
+            await ctx.emit("remix", "started", f"Remixing {req.remix_target_id}...", details={"remix_target_id": req.remix_target_id})
+            payload = {
+                "kind": "video",
+                "prompt": req.prompt,
+                "inpaint_items": [],
+                "remix_target_id": req.remix_target_id,
+                "cameo_ids": [],
+                "cameo_replacements": {},
+                "model": "sy_8",
+                "orientation": req.model.orientation,
+                "n_frames": req.model.n_frames,
+            }
+            if req.style_id:
+                payload["style_id"] = req.style_id
+            task_id = await ctx.client.create_video(at, payload, proxy)
+        elif req.mode == "storyboard":
+            assert req.storyboard is not None
+            await ctx.emit(
+                "storyboard",
+                "started",
+                f"Storyboard with {len(req.storyboard.shots)} shot(s)",
+                details={"shots": len(req.storyboard.shots), "seconds": req.storyboard.total_seconds},
+            )
+            payload = _video_payload(spec, req.storyboard.backend_prompt(), inpaint, req.model)
+            payload.update(
+                title="Draft your video", storyboard_id=None, remix_target_id=None, metadata=None,
+                style_id=req.style_id, cameo_ids=None, cameo_replacements=None,
+                audio_caption=None, audio_transcript=None, video_caption=None,
+            )
+            task_id = await ctx.client.create_storyboard(at, payload, proxy)
+        else:
+            payload = _video_payload(spec, prompt or req.prompt, inpaint, req.model)
+            task_id = await ctx.client.create_video(at, payload, proxy)
+        await ctx.emit(
+            "generation", "started", "Video generation started", 0.0, {"task_id": task_id, "job_id": ctx.job_id}
+        )
+        return task_id
+
+    return await _leased(ctx, "video", submit, _follow_video)
+
+
+async def _follow_video(ctx: JobContext, lease: Lease, task_id: str) -> dict[str, Any]:
+    draft = await _poll(ctx, lease, task_id, "video", "generation", "Video generation")
+    await ctx.pool.report_success(lease.token_id, "video")
+    await ctx.emit("generation", "completed", "Video generated", 100.0, {"generation_id": draft.get("id")})
+    await _refresh_quota(ctx, lease)
+    source = str(draft.get("downloadable_url") or draft.get("url"))
+    if ctx.settings.current.generation.watermark_free:
+        clean = await _watermark_free(ctx, lease, draft)
+        if clean is not None:
+            return video_result(clean, watermark_free=True)
+    urls = await _cache(ctx, lease, [source], "mp4")
+    return video_result(urls[0])
+
+
+async def _refresh_quota(ctx: JobContext, lease: Lease) -> None:
+    """Read the remaining video quota after each video; a token at 0 rests until its reset."""
+    try:
+        info = await ctx.client.nf_check(lease.access_token, lease.proxy)
+    except UpstreamFailure as exc:
+        log.info("quota check for token %d failed: %s", lease.token_id, exc.describe())
+        return
+    remaining = info.get("estimated_num_videos_remaining")
+    if not isinstance(remaining, int | float):
+        return
+    values: dict[str, Any] = {"quota_remaining": int(remaining)}
+    resets = info.get("access_resets_in_seconds")
+    if isinstance(resets, int | float):
+        values["quota_resets_at"] = time.time() + float(resets)
+    await ctx.pool.update_row(lease.token_id, values)
+
+
+async def _watermark_free(ctx: JobContext, lease: Lease, draft: dict[str, Any]) -> str | None:
+    """Publish, resolve the clean file, cache it, and always delete the post again.
+    Returns the cached URL, or None to fall back to the normal video (when allowed)."""
+    gen = ctx.settings.current.generation
+    post_id: str | None = None
+    await ctx.emit("watermark_free", "started", "Publishing to get the watermark-free file...")
+    try:
+        generation_id = draft.get("id") or draft.get("generation_id")
+        if not generation_id:
+            raise UpstreamFailure(Kind.MALFORMED, "the draft has no generation id", endpoint="drafts")
+        post_id = await ctx.client.publish(lease.access_token, str(generation_id), lease.proxy)
+        await ctx.emit(
+            "watermark_free", "processing", "Post published; resolving the clean file",
+            details={"post_id": post_id, "parse_method": gen.watermark_parse_method},
+        )
+        if gen.watermark_parse_method == "custom":
+            if not gen.watermark_custom_url:
+                raise JobFailed("config", "watermark_parse_method is 'custom' but watermark_custom_url is empty")
+            link = await ctx.client.custom_parse(
+                gen.watermark_custom_url, f"https://sora.chatgpt.com/p/{post_id}", gen.watermark_custom_token
+            )
+        else:
+            link = ctx.settings.current.upstream.third_party_url.replace("{post_id}", post_id)
+        urls = await _cache(ctx, lease, [link], "mp4")
+        await ctx.emit("watermark_free", "completed", "Watermark-free video ready")
+        return urls[0]
+    except (UpstreamFailure, JobFailed, ApiError) as exc:
+        reason = exc.describe() if isinstance(exc, UpstreamFailure) else exc.message
+        if not gen.watermark_fallback:
+            raise JobFailed("watermark_free_failed", f"Watermark-free processing failed: {reason}") from None
+        await ctx.emit(
+            "watermark_free", "error",
+            f"Watermark-free processing failed ({reason}); falling back to the normal video",
+            details={"fallback": True},
+        )
+        return None
+    finally:
+        if post_id:
+            try:
+                await ctx.client.delete_post(lease.access_token, post_id, lease.proxy)
+                await ctx.emit("watermark_free", "processing", "Published post deleted", details={"post_id": post_id})
+            except UpstreamFailure as exc:
+                log.warning("could not delete post %s: %s", post_id, exc.describe())
+
+
+# -- characters ------------------------------------------------------------------------------
+
+
+async def _create_character(ctx: JobContext, lease: Lease, *, public: bool) -> dict[str, Any]:
+    req = ctx.req
+    assert req is not None and req.video is not None
+    opts = req.character
+    at, proxy = lease.access_token, lease.proxy
+    await ctx.emit("character_creation", "started", "Uploading the character video...")
+    cameo_id = await ctx.client.upload_cameo_video(at, req.video.data, opts.get("timestamps", "0,3"), proxy)
+    await ctx.save_state(phase="cameo", cameo_id=cameo_id)
+    await ctx.emit("character_creation", "processing", "Video uploaded; Sora is processing the character", details={"cameo_id": cameo_id})
+    status = await _wait_cameo(ctx, lease, cameo_id)
+    hint = str(status.get("username_hint") or "character")
+    username = opts.get("username") or f"{hint.rsplit('.', 1)[-1]}{random.randint(100, 999)}"
+    username = await _free_username(ctx, lease, username, explicit="username" in opts)
+    display_name = opts.get("display_name") or str(status.get("display_name_hint") or "Character")
+    asset_url = status.get("profile_asset_url")
+    if not asset_url:
+        raise UpstreamFailure(Kind.MALFORMED, "the finished character has no profile image", endpoint="cameo")
+    avatar = await ctx.client.download(str(asset_url), proxy=proxy)
+    pointer = await ctx.client.upload_profile_asset(at, avatar, proxy)
+    instructions = opts.get("instruction_set") or status.get("instruction_set_hint") or status.get("instruction_set")
+    safety = opts.get("safety_instruction_set")
+    body = {
+        "cameo_id": cameo_id,
+        "username": username,
+        "display_name": display_name,
+        "profile_asset_pointer": pointer,
+        "instruction_set": {"value": [{"type": "text", "value": str(instructions)}]} if instructions else None,
+        "safety_instruction_set": {"value": [{"type": "text", "value": safety}]} if safety else None,
+    }
+    character_id = await ctx.client.finalize_character(at, body, proxy)
+    visibility = "private"
+    if public:
+        await ctx.client.update_cameo(at, cameo_id, {"visibility": "public"}, proxy)
+        visibility = "public"
+    await ctx.save_state(character_id=character_id, username=username)
+    await ctx.engine.store.insert(
+        "characters",
+        {
+            "token_id": lease.token_id,
+            "cameo_id": cameo_id,
+            "character_id": character_id,
+            "username": username,
+            "display_name": display_name,
+            "visibility": visibility,
+            "job_id": ctx.job_id,
+            "created_at": time.time(),
+        },
+    )
+    await ctx.emit(
+        "character_creation", "completed", f"Character @{username} created",
+        details={"username": username, "cameo_id": cameo_id, "character_id": character_id},
+    )
+    return character_result(username, display_name, cameo_id, character_id)
+
+
+async def _wait_cameo(ctx: JobContext, lease: Lease, cameo_id: str) -> dict[str, Any]:
+    interval = max(ctx.settings.current.upstream.poll_interval * 2, 0.05)
+    errors = 0
+    async with asyncio.timeout(ctx.settings.current.upstream.video_timeout):
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                status = await ctx.client.cameo_status(lease.access_token, cameo_id, lease.proxy)
+            except UpstreamFailure as exc:
+                errors += 1
+                if errors >= 3 or not exc.switch_token:
+                    raise
+                continue
+            errors = 0
+            state = str(status.get("status") or "")
+            if state in ("failed", "error"):
+                raise UpstreamFailure(
+                    Kind.BAD_REQUEST, str(status.get("status_message") or "character processing failed"), endpoint="cameo"
+                )
+            if status.get("status_message") == "Completed" or state == "finalized":
+                return status
+
+
+async def _free_username(ctx: JobContext, lease: Lease, wanted: str, *, explicit: bool) -> str:
+    name = wanted
+    for _ in range(5):
+        if await ctx.client.username_check(lease.access_token, name, lease.proxy):
+            return name
+        if explicit:
+            raise JobFailed("username_taken", f"The username {wanted!r} is already taken on Sora")
+        name = f"{wanted.rstrip('0123456789')}{random.randint(100, 999)}"
+    return f"{wanted.rstrip('0123456789')}{int(time.time()) % 1_000_000}"
+
+
+async def _character(ctx: JobContext) -> dict[str, Any]:
+    async with ctx.pool.lease("video", on_queued=ctx.on_queued) as lease:
+        await ctx.save(token_id=lease.token_id)
+        try:
+            return await _create_character(ctx, lease, public=True)
+        except UpstreamFailure as failure:
+            await ctx.pool.report_failure(lease.token_id, failure)
+            raise
+
+
+async def _character_video(ctx: JobContext) -> dict[str, Any]:
+    """Create a temporary character, generate a video starring it, then delete the character."""
+    req = ctx.req
+    assert req is not None
+    async with ctx.pool.lease("video", on_queued=ctx.on_queued) as lease:
+        await ctx.save(token_id=lease.token_id)
+        try:
+            char = await _create_character(ctx, lease, public=False)
+        except UpstreamFailure as failure:
+            await ctx.pool.report_failure(lease.token_id, failure)
+            raise
+        try:
+            spec = req.describe()
+            payload = _video_payload({**spec, "style_id": req.style_id}, f"@{char['username']} {req.prompt}", [], req.model)
+            task_id = await ctx.client.create_video(lease.access_token, payload, lease.proxy)
+            await ctx.save(upstream_task_id=task_id)
+            await ctx.emit("generation", "started", "Video generation started", 0.0, {"task_id": task_id, "job_id": ctx.job_id})
+            return await _follow_video(ctx, lease, task_id)
+        finally:
+            await _cleanup_character(ctx, lease, char["character_id"])
+
+
+async def _cleanup_character(ctx: JobContext, lease: Lease, character_id: str) -> None:
+    # Shielded: a cancelled job must still delete its temporary character upstream.
+    async def delete() -> None:
+        try:
+            await ctx.client.delete_character(lease.access_token, character_id, lease.proxy)
+            await ctx.engine.store.execute(
+                "UPDATE characters SET deleted = 1 WHERE character_id = ?", (character_id,)
+            )
+            await ctx.emit("character_creation", "completed", "Temporary character cleaned up")
+        except UpstreamFailure as exc:
+            log.warning("could not delete temporary character %s: %s", character_id, exc.describe())
+
+    await asyncio.shield(delete())
+
+
+# -- entry points ----------------------------------------------------------------------------
+
+
+async def run_flow(ctx: JobContext) -> dict[str, Any]:
+    req = ctx.req
+    assert req is not None
+    await ctx.emit("generation", "started", "Initializing generation request...", details={"job_id": ctx.job_id, "mode": req.mode})
+    if req.mode == "image":
+        return await _image(ctx)
+    if req.mode == "character":
+        return await _character(ctx)
+    if req.mode == "character_video":
+        return await _character_video(ctx)
+    return await _video(ctx)
+
+
+async def resume_flow(ctx: JobContext) -> dict[str, Any]:
+    """Continue a job from its stored upstream task id; never submit anything again."""
+    state = ctx.state
+    token_id = ctx.row.get("token_id")
+    task_id = state.get("task_id") or ctx.row.get("upstream_task_id")
+    if state.get("phase") != "poll" or not task_id or token_id is None:
+        raise JobFailed(
+            "interrupted",
+            "The server restarted before this job's task existed upstream; it was not resubmitted "
+            "(that could spend quota twice). Submit it again.",
+        )
+    kind = state.get("task_kind", "video")
+    await ctx.emit("generation", "processing", "Resumed after a server restart", details={"task_id": task_id})
+    async with ctx.pool.lease(kind, token_id=int(token_id)) as lease:
+        try:
+            if kind == "image":
+                return await _follow_image(ctx, lease, str(task_id))
+            try:
+                return await _follow_video(ctx, lease, str(task_id))
+            finally:
+                if state.get("character_id") and _spec(ctx).get("mode") == "character_video":
+                    await _cleanup_character(ctx, lease, str(state["character_id"]))
+        except UpstreamFailure as failure:
+            if not failure.reported:
+                await ctx.pool.report_failure(lease.token_id, failure)
+            raise

@@ -1,0 +1,40 @@
+"""Server-sent events written by hand onto a StreamResponse: one write per frame."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+KEEPALIVE = b": keep-alive\n\n"
+DONE = b"data: [DONE]\n\n"
+
+
+def frame(obj: Any) -> bytes:
+    """`data: <json>` plus the blank line that ends an event."""
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+async def open_stream(request: web.Request) -> web.StreamResponse:
+    """Send the headers now, so the client and every proxy in between see the stream start."""
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            # nginx buffers proxied responses unless told not to; a buffered SSE stream stalls.
+            "X-Accel-Buffering": "no",
+            "Connection": "keep-alive",
+        }
+    )
+    await resp.prepare(request)
+    return resp
+
+
+async def send(resp: web.StreamResponse, data: bytes) -> bool:
+    """Write one frame; False once the client has gone (the job goes on without it)."""
+    try:
+        await resp.write(data)
+    except (ConnectionResetError, ConnectionError, RuntimeError):
+        return False
+    return True
