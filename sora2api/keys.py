@@ -26,3 +26,8 @@ CLIENT = web.AppKey("sora2api.client", "SoraClient")
 POOL = web.AppKey("sora2api.pool", "TokenPool")
 JOBS = web.AppKey("sora2api.jobs", "JobEngine")
 AUTH = web.AppKey("sora2api.auth", "Auth")
+
+# Per-request values (aiohttp 3.14 wants typed keys here too). Handlers set them; the request
+# log middleware reads them.
+REQ_MODEL = web.RequestKey("sora2api.model", str)
+REQ_JOB_ID = web.RequestKey("sora2api.job_id", str)

@@ -56,8 +56,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     req = await parse_chat(body, request.app[keys.GUARD])
     engine = request.app[keys.JOBS]
     run = await engine.submit(req, api="chat")
-    request["model"] = req.model.id
-    request["job_id"] = run.job_id
+    request[keys.REQ_MODEL] = req.model.id
+    request[keys.REQ_JOB_ID] = run.job_id
     if stream:
         return await _stream(request, run, req.model.id)
     return await _wait(request, run, req.model.id)
