@@ -41,7 +41,9 @@ class SimError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The JSON body, exactly as the real backend shapes it."""
-        return envelope(self.status, self.message, code=self.code, type_=self.type, param=self.param)
+        return envelope(
+            self.status, self.message, code=self.code, type_=self.type, param=self.param
+        )
 
 
 def envelope(
