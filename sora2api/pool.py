@@ -131,11 +131,13 @@ class TokenPool:
     async def update_row(self, token_id: int, values: dict[str, Any]) -> None:
         """Write some columns of one token and refresh the in-memory copy."""
         values = {**values, "updated_at": time.time()}
-        await self._store.update("tokens", "id", token_id, values)
+        # Memory first, before any await: callers compute counters from t.row, and two jobs
+        # finishing together must not both write "count + 1" from the same old count.
         t = self._tokens.get(token_id)
         if t is not None:
             t.row.update(values)
         self._dispatch()
+        await self._store.update("tokens", "id", token_id, values)
 
     # -- eligibility and reasons -----------------------------------------------------------
 

@@ -48,7 +48,7 @@ async def _leased(ctx: JobContext, kind: str, submit: SubmitFn, follow: FollowFn
                 await ctx.pool.report_failure(lease.token_id, failure)
                 failure.reported = True
                 # A create that may have reached Sora is never resent: it may have spent quota.
-                resendable = failure.sent or failure.kind not in (Kind.TIMEOUT, Kind.TRANSPORT)
+                resendable = not failure.sent or failure.kind not in (Kind.TIMEOUT, Kind.TRANSPORT)
                 if failure.switch_token and resendable and len(tried) < switches:
                     tried.add(lease.token_id)
                     await ctx.emit(
