@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -311,8 +312,6 @@ async def test_video_progress_in_real_time(fake: Sim) -> None:
     fake.state.settings.video_seconds = 20  # 0.2 s at time_scale 0.01
     fake.state.settings.video_queue_seconds = 0
     task_id = await fake.create_video()
-    import asyncio
-
     seen: list[float] = []
     for _ in range(100):
         _, pending = await fake.get("/backend/nf/pending/v2")
@@ -323,6 +322,21 @@ async def test_video_progress_in_real_time(fake: Sim) -> None:
     assert seen == sorted(seen) and len(seen) >= 2
     _, drafts = await fake.get("/backend/project_y/profile/drafts")
     assert drafts["items"][0]["task_id"] == task_id
+
+
+async def test_jumpy_progress_goes_up_and_down(fake: Sim) -> None:
+    fake.state.scenario(jumpy=True)
+    await fake.create_video()
+    fake.state.advance(0.15)  # past the queue
+    seen = []
+    for _ in range(40):
+        fake.state.advance(0.05)
+        pending = (await fake.get("/backend/nf/pending"))[1]
+        if not pending:
+            break
+        seen.append(pending[0]["progress_pct"])
+    assert any(b < a for a, b in zip(seen, seen[1:], strict=False))
+    assert all(0 <= p < 1 for p in seen)
 
 
 async def test_quota_decrements_and_runs_out(fake: Sim) -> None:

@@ -76,7 +76,6 @@ async def oauth_token(request: web.Request) -> web.Response:
         {
             "access_token": at,
             "refresh_token": new_rt,
-            "id_token": at,
             "expires_in": int(account.at_ttl),
             "token_type": "Bearer",
             "scope": "openid profile email offline_access",

@@ -15,6 +15,10 @@ from .records import Fault, MediaSpec
 _CHUNK = 256 * 1024
 _PNG_NAMES = frozenset({"image.png", "avatar.png", "thumb.png"})
 _MP4_NAMES = frozenset({"wm.mp4", "dl.mp4", "source.mp4"})
+_BAD_SIGNATURE_XML = (
+    '<?xml version="1.0" encoding="utf-8"?><Error><Code>AuthenticationFailed</Code>'
+    "<Message>Signature did not match the signed resource.</Message></Error>"
+)
 _NOT_FOUND_XML = (
     '<?xml version="1.0" encoding="utf-8"?><Error><Code>BlobNotFound</Code>'
     "<Message>The specified blob does not exist.</Message></Error>"
@@ -34,7 +38,7 @@ async def media(request: web.Request) -> web.StreamResponse:
     if verdict == "expired":
         return expired_url_response(state.settings.media_expired_status)
     if verdict == "forbidden":
-        return expired_url_response(403)
+        return web.Response(status=403, text=_BAD_SIGNATURE_XML, content_type="application/xml")
     spec = state.media.get(key)
     if spec is None:
         return _not_found()
