@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.toml
 
-.PHONY: install install-test run test lint fmt bench browser clean
+.PHONY: install install-test run test lint fmt bench browser clean simulator demo
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,18 @@ bench: install-test
 
 simulator: install
 	$(BIN)/python -m sora2api.simulator --port 8100 --time-scale 0.05 --accounts 2
+
+# The whole product against the simulator: no Sora account needed (Sora itself shut down in 2026).
+SIM := http://127.0.0.1:8100
+demo: install
+	@$(BIN)/python -m sora2api.simulator --port 8100 --time-scale 0.05 --accounts 2 & sim=$$!; \
+	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; sleep 1; \
+	SORA2API_UPSTREAM_BASE_URL=$(SIM)/backend \
+	SORA2API_UPSTREAM_SESSION_URL=$(SIM)/api/auth/session \
+	SORA2API_UPSTREAM_OAUTH_URL=$(SIM)/oauth/token \
+	SORA2API_UPSTREAM_THIRD_PARTY_URL='$(SIM)/thirdparty/MP4/{post_id}.mp4' \
+	SORA2API_STORAGE_DB_PATH=data/demo.db SORA2API_STORAGE_MEDIA_DIR=data/demo-media \
+	$(BIN)/python -m sora2api --config $(CONFIG)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
