@@ -19,6 +19,7 @@ from .pool import TokenPool
 from .routes import Handler, add_routes
 from .settings import Settings
 from .store import Store
+from .tokens import tokens_ctx
 from .upstream.client import SoraClient
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(media_context)
     app.cleanup_ctx.append(_pool_ctx)
+    app.cleanup_ctx.append(tokens_ctx)  # TokenManager + background refresh task
     app.cleanup_ctx.append(_jobs_ctx)
     add_routes(app)
     return app

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from aiohttp import web
 
 from .. import keys
+from ..auth import AdminSession
 from ..errors import AuthenticationError
 from ..media import serve_media
 from . import basic, chat
+from . import tokens as token_routes
 
 Auth = Literal["public", "key", "key_or_admin", "admin"]
+# The admin session of a request, when it came with one (absent for API-key-only access).
+ADMIN: Final = web.RequestKey("sora2api.admin_session", AdminSession)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -32,6 +36,24 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/models/{model}", basic.get_model_route, "key"),
     Route("POST", "/v1/chat/completions", chat.chat_completions, "key"),
     Route("GET", "/tmp/{name}", serve_media, "public"),
+    # Token management: literal paths before the {id} ones.
+    Route("GET", "/api/tokens", token_routes.list_tokens, "key_or_admin"),
+    Route("POST", "/api/tokens", token_routes.add_token, "key_or_admin"),
+    Route("POST", "/api/tokens/st2at", token_routes.st2at, "admin"),
+    Route("POST", "/api/tokens/rt2at", token_routes.rt2at, "admin"),
+    Route("POST", "/api/tokens/import", token_routes.import_tokens, "admin"),
+    Route("GET", "/api/tokens/export", token_routes.export_tokens, "admin"),
+    Route("POST", "/api/tokens/test-all", token_routes.test_all, "key_or_admin"),
+    Route("POST", "/api/tokens/test-proxy", token_routes.test_proxy, "key_or_admin"),
+    Route("GET", "/api/tokens/{id}", token_routes.get_token, "key_or_admin"),
+    Route("PUT", "/api/tokens/{id}", token_routes.update_token, "admin"),
+    Route("DELETE", "/api/tokens/{id}", token_routes.delete_token, "key_or_admin"),
+    Route("POST", "/api/tokens/{id}/test", token_routes.test_token, "key_or_admin"),
+    Route("POST", "/api/tokens/{id}/enable", token_routes.enable_token, "admin"),
+    Route("POST", "/api/tokens/{id}/disable", token_routes.disable_token, "admin"),
+    Route("POST", "/api/tokens/{id}/update", token_routes.update_token, "admin"),
+    Route("POST", "/api/tokens/{id}/activate", token_routes.activate_token, "admin"),
+    Route("POST", "/api/tokens/{id}/refresh", token_routes.refresh_token, "admin"),
 )
 
 
@@ -49,9 +71,9 @@ def _guarded(route: Route) -> Handler:
         else:
             session = await auth.session(request)
             if session is not None:
-                request["admin"] = session
+                request[ADMIN] = session
             elif level == "key_or_admin" and auth.api_key_matches(request):
-                request["admin"] = None
+                pass
             else:
                 raise AuthenticationError(
                     "Admin login required: send the session token from POST /api/login",

@@ -1,0 +1,251 @@
+"""Token management routes: thin handlers over TokenManager (parse and validate, call, render)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from ..errors import BadRequestError, PermissionError_, json_response
+from ..tokens import OPTION_FIELDS, TOKENS, UNSET, TokenManager
+
+# Fields POST /api/tokens accepts; proxy_url is the reference's name for proxy.
+_ADD_FIELDS = frozenset(
+    {
+        "token",
+        "st",
+        "rt",
+        "client_id",
+        "remark",
+        "proxy",
+        "proxy_url",
+        "image_enabled",
+        "video_enabled",
+        "image_concurrency",
+        "video_concurrency",
+    }
+)
+
+
+def _manager(request: web.Request) -> TokenManager:
+    return request.app[TOKENS]
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    """The JSON object body; an empty body is {}."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"Request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BadRequestError("Request body must be a JSON object")
+    return data
+
+
+def _str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequestError(f"'{name}' must be a string, got {type(value).__name__}", param=name)
+    return value
+
+
+def _token_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequestError(f"Token id must be an integer, got {raw!r}", param="id") from None
+    if value < 1:
+        raise BadRequestError(f"Token id must be a positive integer, got {value}", param="id")
+    return value
+
+
+def _require_admin(request: web.Request) -> None:
+    from . import ADMIN  # the route table imports this module: look the key up at call time
+
+    if request.get(ADMIN) is None:
+        raise PermissionError_(
+            "This needs an admin session (log in to the panel); the API key is not enough",
+            code="admin_required",
+        )
+
+
+# -- list, add, delete (key_or_admin: the README's curl commands use the API key) ----------------
+
+
+async def list_tokens(request: web.Request) -> web.Response:
+    return json_response({"object": "list", "data": _manager(request).views()})
+
+
+async def get_token(request: web.Request) -> web.Response:
+    manager = _manager(request)
+    return json_response(manager.view(_token_id(request)))
+
+
+async def add_token(request: web.Request) -> web.Response:
+    body = await _body(request)
+    unknown = sorted(set(body) - _ADD_FIELDS)
+    if unknown:
+        raise BadRequestError(
+            f"Unknown field '{unknown[0]}'; accepted: {', '.join(sorted(_ADD_FIELDS))}",
+            param=unknown[0],
+        )
+    if "proxy_url" in body and "proxy" not in body:
+        body["proxy"] = body.pop("proxy_url")
+    manager = _manager(request)
+    row, created = await manager.add(
+        _str(body, "token"),
+        _str(body, "st"),
+        _str(body, "rt"),
+        client_id=_str(body, "client_id"),
+        **{name: body.get(name, UNSET) for name in OPTION_FIELDS},
+    )
+    view = manager.view(int(row["id"]))
+    return json_response(
+        {
+            "success": True,
+            "result": "created" if created else "updated",
+            "message": f"Token {'added' if created else 'updated'}: {row.get('email') or 'no email'}",
+            # Problems that did not stop the add (plan unknown, no username set, ...).
+            "warning": row.get("last_error") or None,
+            "token": view,
+        },
+        status=201 if created else 200,
+    )
+
+
+async def delete_token(request: web.Request) -> web.Response:
+    token_id = _token_id(request)
+    await _manager(request).delete(token_id)
+    return json_response({"success": True, "deleted": token_id})
+
+
+# -- tests (key_or_admin: read-mostly, useful to bots) ------------------------------------------
+
+
+async def test_token(request: web.Request) -> web.Response:
+    return json_response(await _manager(request).test(_token_id(request)))
+
+
+async def test_all(request: web.Request) -> web.Response:
+    results = await _manager(request).test_all()
+    return json_response(
+        {"results": results, "ok": sum(1 for r in results if r.get("ok")), "total": len(results)}
+    )
+
+
+async def test_proxy(request: web.Request) -> web.Response:
+    body = await _body(request)
+    proxy = _str(body, "proxy") or _str(body, "proxy_url") or ""
+    return json_response(await _manager(request).test_proxy(proxy))
+
+
+# -- admin session only -----------------------------------------------------------------------
+
+
+async def enable_token(request: web.Request) -> web.Response:
+    token_id = _token_id(request)
+    manager = _manager(request)
+    await manager.set_enabled(token_id, True)
+    return json_response({"success": True, "token": manager.view(token_id)})
+
+
+async def disable_token(request: web.Request) -> web.Response:
+    token_id = _token_id(request)
+    manager = _manager(request)
+    await manager.set_enabled(token_id, False)
+    return json_response({"success": True, "token": manager.view(token_id)})
+
+
+async def update_token(request: web.Request) -> web.Response:
+    token_id = _token_id(request)
+    body = await _body(request)
+    if "proxy_url" in body and "proxy" not in body:
+        body["proxy"] = body.pop("proxy_url")
+    manager = _manager(request)
+    await manager.update(token_id, body)
+    return json_response({"success": True, "token": manager.view(token_id)})
+
+
+async def activate_token(request: web.Request) -> web.Response:
+    token_id = _token_id(request)
+    body = await _body(request)
+    code = _str(body, "invite_code") or request.query.get("invite_code", "")
+    return json_response(await _manager(request).activate(token_id, code))
+
+
+async def refresh_token(request: web.Request) -> web.Response:
+    return json_response(await _manager(request).refresh(_token_id(request)))
+
+
+async def st2at(request: web.Request) -> web.Response:
+    body = await _body(request)
+    result = await _manager(request).st2at(_str(body, "st") or "", _str(body, "proxy"))
+    return json_response({"success": True, **result})
+
+
+async def rt2at(request: web.Request) -> web.Response:
+    body = await _body(request)
+    result = await _manager(request).rt2at(
+        _str(body, "rt") or "", _str(body, "client_id"), _str(body, "proxy")
+    )
+    return json_response({"success": True, **result})
+
+
+async def import_tokens(request: web.Request) -> web.Response:
+    """JSON {"format": "json"|"text", "data": ...}, a bare JSON list, or a text/plain body."""
+    manager = _manager(request)
+    raw = await request.read()
+    if request.content_type != "application/json":
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequestError("The import body is not UTF-8 text") from None
+        stripped = text.lstrip()
+        if not stripped.startswith(("[", "{")):
+            return json_response(await manager.import_text(text))
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequestError(f"Request body is not valid JSON: {exc}") from None
+    if isinstance(data, list):
+        return json_response(await manager.import_json(data))
+    if not isinstance(data, dict):
+        raise BadRequestError("Request body must be a JSON object or a list of token objects")
+    if "data" not in data:
+        if isinstance(data.get("tokens"), list):
+            return json_response(await manager.import_json(data["tokens"]))
+        raise BadRequestError("'data' is required (a list of token objects, or text)", param="data")
+    payload = data["data"]
+    fmt = data.get("format")
+    if fmt is None:
+        fmt = (
+            "text" if isinstance(payload, str) and not payload.lstrip().startswith("[") else "json"
+        )
+    if fmt == "text":
+        if not isinstance(payload, str):
+            raise BadRequestError("'data' must be a string when format is text", param="data")
+        return json_response(await manager.import_text(payload))
+    if fmt == "json":
+        return json_response(await manager.import_json(payload))
+    raise BadRequestError(f"'format' must be json or text, got {fmt!r}", param="format")
+
+
+async def export_tokens(request: web.Request) -> web.Response:
+    _require_admin(request)  # the route is admin-only already; full secrets never go to an API key
+    fmt = request.query.get("format", "json")
+    if fmt not in ("json", "text"):
+        raise BadRequestError(f"'format' must be json or text, got {fmt!r}", param="format")
+    data = await _manager(request).export(fmt)
+    disposition = {
+        "Content-Disposition": f'attachment; filename="sora2api-tokens.{"txt" if fmt == "text" else "json"}"'
+    }
+    if isinstance(data, str):
+        return web.Response(text=data, content_type="text/plain", headers=disposition)
+    return json_response(data, headers=disposition)

@@ -1,0 +1,1430 @@
+"""The token lifecycle: add, test, refresh, quota, activation, import/export, and the refresh task.
+
+The pool (pool.py) owns live state and leasing; this module owns everything that talks to the
+upstream about a credential and writes the result back through the pool, so the pool's in-memory
+rows never go stale. Nothing here runs inline in a generation request except `refresh_quota`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+import orjson
+from aiohttp import web
+
+from . import keys
+from .auth import mask
+from .errors import ApiError, BadRequestError, NotFoundError, UpstreamError
+from .pool import TokenPool
+from .settings import Settings
+from .store import Row, Store
+from .upstream.client import SoraClient, decode_jwt, jwt_email
+from .upstream.errors import Kind, UpstreamFailure
+
+log = logging.getLogger(__name__)
+
+# The TokenManager of an application (kept here, not in keys.py, which another area owns).
+TOKENS: Final = web.AppKey("sora2api.tokens", "TokenManager")
+
+
+class _Unset:
+    """Marks an option the caller did not give: new rows take the default, updates keep theirs."""
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+
+# Failures that say the credential itself is bad (adding fails with 400, testing marks it).
+_CREDENTIAL_KINDS = frozenset({Kind.TOKEN_INVALID, Kind.TOKEN_EXPIRED, Kind.COUNTRY})
+# Failures that say our request was refused: also the caller's problem, so 400.
+_REFUSED_KINDS = frozenset({Kind.BAD_REQUEST, Kind.NOT_FOUND})
+PROXY_SCHEMES = ("http", "https", "socks5", "socks5h")
+OPTION_FIELDS = (
+    "remark",
+    "proxy",
+    "image_enabled",
+    "video_enabled",
+    "image_concurrency",
+    "video_concurrency",
+)
+_ADMIN_DISABLED = "disabled by admin"
+_USERNAME_TRIES = 5
+
+
+# -- small pure helpers -------------------------------------------------------------------------
+
+
+def reason_of(failure: UpstreamFailure) -> str:
+    """describe() without the endpoint: callers name the step themselves."""
+    return UpstreamFailure(failure.kind, failure.message, status=failure.status).describe()
+
+
+def mask_proxy(proxy: str | None) -> str:
+    """A proxy URL safe to show: the password (if any) masked like every other secret."""
+    if not proxy:
+        return ""
+    try:
+        parts = urlsplit(proxy)
+        password = parts.password
+    except ValueError:
+        return mask(proxy)
+    if not password:
+        return proxy
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:{mask(password)}@{host}"))
+
+
+def check_proxy(value: Any, param: str = "proxy") -> str:
+    """A per-token proxy URL: empty, or http/https/socks5/socks5h://host:port."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadRequestError(f"'{param}' must be a string (a proxy URL or empty)", param=param)
+    value = value.strip()
+    if not value:
+        return ""
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise BadRequestError(
+            f"'{param}' is not a valid URL: {mask_proxy(value)!r}", param=param
+        ) from None
+    if parts.scheme.lower() not in PROXY_SCHEMES:
+        raise BadRequestError(
+            f"'{param}' must start with http://, https://, socks5:// or socks5h://, "
+            f"got {mask_proxy(value)!r}",
+            param=param,
+        )
+    if not parts.hostname:
+        raise BadRequestError(f"'{param}' has no host: {mask_proxy(value)!r}", param=param)
+    del port  # parsed only to reject a non-numeric port
+    return value
+
+
+def check_limit(value: Any, param: str) -> int | None:
+    """A per-token concurrency limit: an int >= 0 (0: no limit) or null (the config default)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BadRequestError(
+            f"'{param}' must be an integer >= 0 (0 means no limit) or null (use the default), "
+            f"got {value!r}",
+            param=param,
+        )
+    return value
+
+
+def check_bool(value: Any, param: str) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequestError(f"'{param}' must be true or false, got {value!r}", param=param)
+    return value
+
+
+def check_remark(value: Any, param: str = "remark") -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise BadRequestError(f"'{param}' must be a string", param=param)
+    if len(value) > 500:
+        raise BadRequestError(f"'{param}' is longer than 500 characters", param=param)
+    return value
+
+
+def check_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the admin-set fields of a token; unknown names are refused."""
+    out: dict[str, Any] = {}
+    for name, value in options.items():
+        if value is UNSET:
+            continue
+        if name == "remark":
+            out[name] = check_remark(value)
+        elif name == "proxy":
+            out[name] = check_proxy(value)
+        elif name in ("image_enabled", "video_enabled"):
+            out[name] = int(check_bool(value, name))
+        elif name in ("image_concurrency", "video_concurrency"):
+            out[name] = check_limit(value, name)
+        else:
+            raise BadRequestError(
+                f"Unknown token field '{name}'; editable: {', '.join(OPTION_FIELDS)}", param=name
+            )
+    return out
+
+
+def _b64_json(segment: str) -> Any:
+    try:
+        return orjson.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+
+
+_PREFIX_RE = re.compile(r"^(at|st|rt)\s*[:=]\s*", re.IGNORECASE)
+_OPAQUE_RE = re.compile(r"^[A-Za-z0-9_\-~+/=]+$")
+
+
+def classify_credential(text: str) -> tuple[str, str]:
+    """(kind, credential) for one pasted credential; ValueError says why it is not recognised.
+
+    Rules, first match wins:
+      1. An explicit prefix `at:`, `st:` or `rt:` (also `at=` ...) forces the kind.
+      2. Three dot-separated parts whose payload is base64url JSON: an access token (JWT).
+      3. A JWE (what next-auth's `__Secure-next-auth.session-token` cookie holds): five parts,
+         or a first part that decodes to a header with "enc", or an empty second part ("..").
+         That is a session token.
+      4. `rt_...` (current OpenAI refresh tokens) or `v1.…` (older Auth0 ones): a refresh token.
+      5. No dots at all: 200+ characters is a session token (a long opaque cookie value),
+         20-199 characters a refresh token; anything shorter is refused.
+      6. Everything else (three parts that are not a JWT, other dotted strings) is refused.
+    """
+    raw = text.strip()
+    forced: str | None = None
+    m = _PREFIX_RE.match(raw)
+    if m:
+        forced = m.group(1).lower()
+        raw = raw[m.end() :].strip()
+    if not raw:
+        raise ValueError("empty credential")
+    if any(c.isspace() for c in raw):
+        raise ValueError("a credential cannot contain spaces")
+    if forced:
+        return forced, raw
+    parts = raw.split(".")
+    if len(parts) == 3 and all(parts):
+        try:
+            decode_jwt(raw)
+        except ValueError:
+            pass
+        else:
+            return "at", raw
+    head = _b64_json(parts[0]) if len(parts) > 1 else None
+    if (
+        len(parts) == 5
+        or (isinstance(head, dict) and "enc" in head)
+        or (len(parts) >= 3 and not parts[1])
+    ):
+        return "st", raw
+    if raw.startswith("rt_") or raw.startswith("v1."):
+        return "rt", raw
+    if len(parts) == 1 and _OPAQUE_RE.match(raw):
+        if len(raw) >= 200:
+            return "st", raw
+        if len(raw) >= 20:
+            return "rt", raw
+        raise ValueError(f"too short to be a credential ({len(raw)} characters)")
+    if len(parts) == 3:
+        raise ValueError(
+            "three dot-separated parts but not a JWT (the payload is not base64url JSON)"
+        )
+    raise ValueError("not an access token (JWT), session token (JWE) or refresh token (rt_…)")
+
+
+def _unmistakable(cred: str) -> str | None:
+    """ "st" for a JWE, "rt" for rt_…, else None: shapes no access token can have."""
+    parts = cred.split(".")
+    head = _b64_json(parts[0]) if len(parts) > 1 else None
+    if len(parts) == 5 or (isinstance(head, dict) and "enc" in head):
+        return "st"
+    if cred.startswith("rt_") and len(parts) == 1:
+        return "rt"
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def quota_values(info: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The quota columns from nf/check's rate_limit_and_credit_balance."""
+    remaining = _number(info.get("estimated_num_videos_remaining"))
+    resets = _number(info.get("access_resets_in_seconds"))
+    rem = None if remaining is None else max(0, int(remaining))
+    if info.get("rate_limit_reached") is True:
+        rem = 0
+    resets_at = now + resets if resets is not None and resets > 0 else None
+    if rem == 0 and resets_at is None:
+        resets_at = now + 3600.0  # the reset time is unknown: look again in an hour
+    return {"quota_remaining": rem, "quota_resets_at": resets_at}
+
+
+def username_candidates(email: str | None, n: int = _USERNAME_TRIES) -> list[str]:
+    """Usernames to offer for an account without one: the e-mail's local part plus digits."""
+    local = re.sub(r"[^a-z0-9]", "", (email or "").split("@")[0].lower())[:18]
+    if len(local) < 3:
+        local = (local + "sora")[:18]
+    return [f"{local}{secrets.randbelow(900000) + 100000}" for _ in range(n)]
+
+
+def _ts(value: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(value)) if value else "?"
+
+
+# -- internal values --------------------------------------------------------------------------
+
+
+class _StepFailure(Exception):
+    """One named step of adding/testing a token failed."""
+
+    def __init__(self, step: str, failure: UpstreamFailure) -> None:
+        super().__init__(f"{step}: {failure.message}")
+        self.step = step
+        self.failure = failure
+
+
+class _Duplicate(Exception):
+    def __init__(self, line: int, email: str) -> None:
+        super().__init__(email)
+        self.line = line
+        self.email = email
+
+
+@dataclass(slots=True)
+class _Probe:
+    """What the account endpoints said: columns to write, plus non-fatal problems."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    email: str | None = None
+
+
+@dataclass(slots=True)
+class ImportItem:
+    """One line (text) or object (JSON) of an import, parsed but not yet sent anywhere."""
+
+    line: int
+    kind: str = ""
+    at: str | None = None
+    st: str | None = None
+    rt: str | None = None
+    client_id: str | None = None
+    email: str | None = None
+    active: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def credential(self) -> str:
+        return self.at or self.st or self.rt or ""
+
+
+def parse_text(text: str) -> list[ImportItem]:
+    """One credential per line (see classify_credential); blank lines and '#' comments skipped."""
+    items: list[ImportItem] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        item = ImportItem(line=n)
+        try:
+            kind, cred = classify_credential(stripped)
+        except ValueError as exc:
+            item.error = f"Unrecognised credential: {exc}"
+        else:
+            item.kind = kind
+            setattr(item, kind, cred)
+        items.append(item)
+    return items
+
+
+def _opt_str(obj: Mapping[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise BadRequestError(f"'{name}' must be a string", param=name)
+    return value.strip() or None
+
+
+def parse_json(data: Any) -> list[ImportItem]:
+    """A list of objects in the reference's export format; a bad object is an error item."""
+    if isinstance(data, str):
+        try:
+            data = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequestError(f"Import data is not valid JSON: {exc}", param="data") from None
+    if isinstance(data, dict) and isinstance(data.get("tokens"), list):
+        data = data["tokens"]
+    if not isinstance(data, list):
+        raise BadRequestError("JSON import data must be a list of token objects", param="data")
+    items: list[ImportItem] = []
+    for n, obj in enumerate(data, start=1):
+        item = ImportItem(line=n)
+        items.append(item)
+        if not isinstance(obj, dict):
+            item.error = "not a JSON object"
+            continue
+        try:
+            item.at = _opt_str(obj, "access_token") or _opt_str(obj, "token")
+            item.st = _opt_str(obj, "session_token") or _opt_str(obj, "st")
+            item.rt = _opt_str(obj, "refresh_token") or _opt_str(obj, "rt")
+            item.client_id = _opt_str(obj, "client_id")
+            item.email = _opt_str(obj, "email")
+            active = obj.get("is_active", True)
+            item.active = bool(active) if isinstance(active, bool | int) else True
+            opts: dict[str, Any] = {}
+            for name in ("image_enabled", "video_enabled"):
+                if obj.get(name) is not None:
+                    value = obj[name]
+                    opts[name] = bool(value) if isinstance(value, int) else value
+            for name in ("image_concurrency", "video_concurrency"):
+                if name in obj:
+                    value = obj[name]
+                    # The reference writes -1 for "no own limit": that is our null (the default).
+                    opts[name] = (
+                        None
+                        if isinstance(value, int) and not isinstance(value, bool) and value < 0
+                        else value
+                    )
+            if obj.get("remark") is not None:
+                opts["remark"] = obj["remark"]
+            proxy = obj.get("proxy", obj.get("proxy_url"))
+            if proxy is not None:
+                opts["proxy"] = proxy
+            item.options = check_options(opts)
+        except ApiError as exc:
+            item.error = exc.message
+            continue
+        item.kind = "at" if item.at else "st" if item.st else "rt" if item.rt else ""
+        if not item.kind:
+            item.error = "no access_token, session_token or refresh_token"
+    return items
+
+
+# -- the manager ------------------------------------------------------------------------------
+
+
+class TokenManager:
+    """Every operation on a token's credentials and account data."""
+
+    def __init__(
+        self, settings: Settings, store: Store, client: SoraClient, pool: TokenPool
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._client = client
+        self._pool = pool
+        self._locks: dict[int, asyncio.Lock] = {}
+        # Upserts by email must not interleave (two adds of one account would both insert).
+        self._write_lock = asyncio.Lock()
+        # Refresh-token exchanges that must finish even if their caller is cancelled.
+        self._critical: set[asyncio.Task[Any]] = set()
+
+    def _lock(self, token_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(token_id, asyncio.Lock())
+
+    def _row(self, token_id: int) -> Row:
+        return self._pool.state(token_id).row
+
+    # -- adding ------------------------------------------------------------------------------
+
+    async def add(
+        self,
+        token: str | None = None,
+        st: str | None = None,
+        rt: str | None = None,
+        *,
+        client_id: str | None = None,
+        remark: Any = UNSET,
+        proxy: Any = UNSET,
+        image_enabled: Any = UNSET,
+        video_enabled: Any = UNSET,
+        image_concurrency: Any = UNSET,
+        video_concurrency: Any = UNSET,
+    ) -> tuple[Row, bool]:
+        """Add (or, for a known email, update) a token from an AT, else an ST, else an RT.
+
+        Returns (row, created). Options left UNSET keep an existing token's values.
+        """
+        options = check_options(
+            {
+                "remark": remark,
+                "proxy": proxy,
+                "image_enabled": image_enabled,
+                "video_enabled": video_enabled,
+                "image_concurrency": image_concurrency,
+                "video_concurrency": video_concurrency,
+            }
+        )
+        row, created, _ = await self._add(
+            # A pasted "Bearer eyJ..." is still the token.
+            at=(token or "").strip().removeprefix("Bearer ").strip() or None,
+            st=(st or "").strip() or None,
+            rt=(rt or "").strip() or None,
+            client_id=(client_id or "").strip() or None,
+            options=options,
+        )
+        return row, created
+
+    def _claims(self, at: str, source: str) -> dict[str, Any]:
+        try:
+            return decode_jwt(at)
+        except ValueError as exc:
+            hint = (
+                "; a session token goes in 'st' and a refresh token in 'rt'"
+                if source == "token"
+                else f" (returned by {source})"
+            )
+            raise BadRequestError(
+                f"Invalid access token: {exc}{hint}", param="token", code="invalid_access_token"
+            ) from None
+
+    async def _convert(
+        self, st: str | None, rt: str | None, client_id: str | None, proxy: str | None, verb: str
+    ) -> tuple[str, str | None, float | None]:
+        """ST first, then RT → (AT, rotated RT or None, expires_in). Raises naming the step."""
+        errors: list[tuple[str, UpstreamFailure]] = []
+        if st:
+            try:
+                data = await self._client.st_to_at(st, proxy)
+                return str(data["accessToken"]), None, None
+            except UpstreamFailure as f:
+                errors.append(("auth/session", f))
+        if rt:
+            try:
+                data = await self._client.rt_to_at(rt, client_id, proxy)
+                new_rt = data.get("refresh_token")
+                return (
+                    str(data["access_token"]),
+                    new_rt if isinstance(new_rt, str) and new_rt else None,
+                    _number(data.get("expires_in")),
+                )
+            except UpstreamFailure as f:
+                errors.append(("oauth/token", f))
+        last = errors[-1][1]
+        text = "; ".join(f"at step '{s}': {reason_of(f)}" for s, f in errors)
+        raise _error_for(last, f"{verb} failed {text}")
+
+    async def _add(
+        self,
+        *,
+        at: str | None,
+        st: str | None,
+        rt: str | None,
+        client_id: str | None,
+        options: dict[str, Any],
+        email_hint: str | None = None,
+        claim: Callable[[str], None] | None = None,
+        disabled_reason: str | None = None,
+    ) -> tuple[Row, bool, list[str]]:
+        if at and not st and not rt:
+            # People paste whatever they have into "token": take the unmistakable shapes.
+            shape = _unmistakable(at)
+            if shape == "st":
+                at, st = None, at
+            elif shape == "rt":
+                at, rt = None, at
+        if not (at or st or rt):
+            raise BadRequestError(
+                "Give an access token ('token'), a session token ('st') or a refresh token ('rt')",
+                param="token",
+            )
+        proxy = options.get("proxy") or None
+        now = time.time()
+        new_rt: str | None = None
+        expires_in: float | None = None
+        claims: dict[str, Any] | None = None
+        if at:
+            claims = self._claims(at, "token")
+            exp = _number(claims.get("exp"))
+            if exp is not None and exp <= now:
+                if not (st or rt):
+                    raise BadRequestError(
+                        f"The access token expired at {_ts(exp)}; add a fresh one, or its "
+                        "session token ('st') or refresh token ('rt')",
+                        param="token",
+                        code="token_expired",
+                    )
+                at, claims = None, None  # stale; the ST/RT below give a fresh one
+        if at is None:
+            at, new_rt, expires_in = await self._convert(
+                st, rt, client_id, proxy, "Adding the token"
+            )
+            claims = self._claims(at, "auth/session" if st else "oauth/token")
+        assert claims is not None
+        exp = _number(claims.get("exp"))
+        at_expires = exp if exp is not None else (now + expires_in if expires_in else None)
+        email = jwt_email(claims) or email_hint
+        if claim is not None and email:
+            claim(email)
+        if "proxy" not in options and email:
+            # Re-adding a known account: reach it through the proxy it already has.
+            known = await self._store.fetchone(
+                "SELECT proxy FROM tokens WHERE lower(email) = lower(?)", (email,)
+            )
+            proxy = (known or {}).get("proxy") or None
+        base: dict[str, Any] = {"access_token": at, "at_expires": at_expires, "updated_at": now}
+        if st:
+            base["session_token"] = st
+        if new_rt or rt:
+            base["refresh_token"] = new_rt or rt
+        if client_id:
+            base["client_id"] = client_id
+        try:
+            probe = await self._probe(at, proxy, billing=True, set_username=True, email=email)
+        except _StepFailure as sf:
+            message = f"Adding the token failed at step '{sf.step}': {reason_of(sf.failure)}"
+            if new_rt:
+                # The caller's refresh token is spent; dropping the rotated one would leave them
+                # with nothing. Keep it on a row marked invalid, and say so.
+                kept = {
+                    **base,
+                    **options,
+                    "email": email,
+                    "status": "invalid",
+                    "status_reason": message[:500],
+                    "status_at": now,
+                    "is_active": 1,
+                }
+                token_id, _ = await self._upsert(email, at, kept)
+                message += (
+                    f" (the refresh token had already been rotated: the new one is kept on "
+                    f"token {token_id}, marked invalid)"
+                )
+            raise _error_for(sf.failure, message) from None
+        email = probe.email or email
+        if claim is not None and email:
+            claim(email)
+        values: dict[str, Any] = {
+            **probe.values,
+            **base,
+            "email": email,
+            "status": "active",
+            "status_reason": "",
+            "status_at": now,
+            "is_active": 1,
+            "consecutive_errors": 0,
+            "last_error": "; ".join(probe.warnings)[:500],
+            "last_error_at": now if probe.warnings else None,
+        }
+        if disabled_reason:
+            values.update(status="disabled", status_reason=disabled_reason, is_active=0)
+        values.update(options)
+        token_id, created = await self._upsert(email, at, values)
+        log.info(
+            "token %d %s: %s (AT %s, expires %s)",
+            token_id,
+            "added" if created else "updated",
+            email or "no email",
+            mask(at),
+            _ts(at_expires),
+        )
+        return dict(self._row(token_id)), created, probe.warnings
+
+    async def _upsert(self, email: str | None, at: str, values: dict[str, Any]) -> tuple[int, bool]:
+        """Write a token row keyed by email (by AT when there is none); (id, created)."""
+        async with self._write_lock:
+            if email:
+                existing = await self._store.fetchone(
+                    "SELECT id FROM tokens WHERE lower(email) = lower(?)", (email,)
+                )
+            else:
+                existing = await self._store.fetchone(
+                    "SELECT id FROM tokens WHERE access_token = ?", (at,)
+                )
+            if existing is not None:
+                token_id = int(existing["id"])
+                await self._store.update("tokens", "id", token_id, values)
+                created = False
+            else:
+                token_id = await self._store.insert("tokens", {"created_at": time.time(), **values})
+                created = True
+        await self._pool.reload(token_id)
+        return token_id, created
+
+    # -- account probing ---------------------------------------------------------------------
+
+    async def _probe(
+        self, at: str, proxy: str | None, *, billing: bool, set_username: bool, email: str | None
+    ) -> _Probe:
+        """/me, billing, invite/mine(+bootstrap), nf/check, username: fatal problems raise
+        _StepFailure, the rest become warnings."""
+        p = _Probe(email=email)
+        try:
+            me = await self._client.me(at, proxy)
+        except UpstreamFailure as f:
+            raise _StepFailure("me", f) from None
+        username = ""
+        if isinstance(me, dict):
+            if isinstance(me.get("email"), str) and me["email"]:
+                p.email = me["email"]
+            if isinstance(me.get("name"), str):
+                p.values["name"] = me["name"]
+            if isinstance(me.get("username"), str):
+                username = me["username"]
+        p.values["username"] = username
+        if billing:
+            await self._billing(at, proxy, p)
+        supported = await self._sora2(at, proxy, p)
+        if supported:
+            await self._quota(at, proxy, p)
+        if set_username and not username:
+            await self._set_username(at, proxy, p)
+        return p
+
+    async def _billing(self, at: str, proxy: str | None, p: _Probe) -> None:
+        try:
+            sub = await self._client.subscriptions(at, proxy)
+        except UpstreamFailure as f:
+            if f.kind in _CREDENTIAL_KINDS:
+                raise _StepFailure("billing/subscriptions", f) from None
+            p.warnings.append(f"billing/subscriptions: {reason_of(f)}")
+            return
+        data = sub.get("data") if isinstance(sub, dict) else None
+        first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
+        plan = first.get("plan") if isinstance(first.get("plan"), dict) else {}
+        end = first.get("end_ts")
+        p.values.update(
+            plan_type=str(plan.get("id") or ""),
+            plan_title=str(plan.get("title") or ""),
+            subscription_end="" if end is None else str(end),
+        )
+
+    async def _sora2(self, at: str, proxy: str | None, p: _Probe) -> bool:
+        """invite/mine; a 401 "Unauthorized" there means "not activated": bootstrap, retry once."""
+        try:
+            inv = await self._client.invite_mine(at, proxy)
+        except UpstreamFailure as f:
+            if not _not_activated(f):
+                if f.kind in _CREDENTIAL_KINDS:
+                    raise _StepFailure("invite/mine", f) from None
+                p.values["sora2_supported"] = 0
+                p.warnings.append(f"invite/mine: {reason_of(f)} (Sora-2 support unknown)")
+                return False
+            try:
+                await self._client.bootstrap(at, proxy)
+                inv = await self._client.invite_mine(at, proxy)
+            except UpstreamFailure as f2:
+                if f2.kind is Kind.COUNTRY:
+                    raise _StepFailure("invite/mine", f2) from None
+                p.values["sora2_supported"] = 0
+                if not _not_activated(f2):
+                    p.warnings.append(f"Sora-2 check after m/bootstrap: {reason_of(f2)}")
+                return False
+        if not isinstance(inv, dict):
+            inv = {}
+        p.values.update(
+            sora2_supported=1,
+            sora2_invite_code=str(inv.get("invite_code") or ""),
+            sora2_redeemed=int(_number(inv.get("redeemed_count")) or 0),
+            sora2_total=int(_number(inv.get("total_count")) or 0),
+        )
+        return True
+
+    async def _quota(self, at: str, proxy: str | None, p: _Probe) -> None:
+        try:
+            info = await self._client.nf_check(at, proxy)
+        except UpstreamFailure as f:
+            if f.kind in _CREDENTIAL_KINDS:
+                raise _StepFailure("nf/check", f) from None
+            p.warnings.append(f"nf/check: {reason_of(f)} (quota unknown)")
+            return
+        p.values.update(quota_values(info, time.time()))
+
+    async def _set_username(self, at: str, proxy: str | None, p: _Probe) -> None:
+        last = "every name offered was taken"
+        for name in username_candidates(p.email):
+            try:
+                if not await self._client.username_check(at, name, proxy):
+                    continue
+                await self._client.username_set(at, name, proxy)
+            except UpstreamFailure as f:
+                last = reason_of(f)
+                continue
+            p.values["username"] = name
+            log.info("set username %r for %s", name, p.email or "a new token")
+            return
+        p.warnings.append(
+            f"username/set: the account has no username and setting one failed: {last}"
+        )
+
+    # -- testing -----------------------------------------------------------------------------
+
+    async def test(self, token_id: int) -> dict[str, Any]:
+        """/me, invite/mine(+bootstrap), nf/check; writes status, Sora-2 fields and quota back."""
+        row = dict(self._row(token_id))
+        now = time.time()
+        try:
+            probe = await self._probe(
+                str(row["access_token"]),
+                row.get("proxy") or None,
+                billing=False,
+                set_username=False,
+                email=row.get("email"),
+            )
+        except _StepFailure as sf:
+            f = sf.failure
+            reason = f"Test failed at step '{sf.step}': {reason_of(f)}"
+            values: dict[str, Any] = {"last_error": reason[:500], "last_error_at": now}
+            if f.kind in _CREDENTIAL_KINDS and row["status"] != "disabled":
+                values.update(
+                    status="expired" if f.kind is Kind.TOKEN_EXPIRED else "invalid",
+                    status_reason=reason[:500],
+                    status_at=now,
+                )
+            await self._pool.update_row(token_id, values)
+            log.info("token %d test failed: %s", token_id, reason)
+            return self._result(token_id, ok=False, reason=reason)
+        values = dict(probe.values)
+        values["consecutive_errors"] = 0
+        values["last_error"] = "; ".join(probe.warnings)[:500]
+        values["last_error_at"] = now if probe.warnings else None
+        revive = row["status"] in ("expired", "invalid") or (
+            row["status"] == "disabled" and row.get("status_reason") != _ADMIN_DISABLED
+        )
+        if revive:
+            values.update(status="active", status_reason="", status_at=now, is_active=1)
+        await self._pool.update_row(token_id, values)
+        return self._result(token_id, ok=True, reason="; ".join(probe.warnings))
+
+    async def test_all(self) -> list[dict[str, Any]]:
+        """Test every token, `pool.test_concurrency` at a time."""
+        sem = asyncio.Semaphore(max(1, self._settings.current.pool.test_concurrency))
+
+        async def one(token_id: int) -> dict[str, Any]:
+            async with sem:
+                try:
+                    return await self.test(token_id)
+                except NotFoundError:  # deleted meanwhile
+                    return {"id": token_id, "ok": False, "reason": "deleted during the test"}
+
+        ids = [t.id for t in self._pool.tokens()]
+        return list(await asyncio.gather(*(one(i) for i in ids)))
+
+    def _result(self, token_id: int, *, ok: bool, reason: str = "", **extra: Any) -> dict[str, Any]:
+        r = self._row(token_id)
+        return {
+            "id": token_id,
+            "ok": ok,
+            "status": r["status"],
+            "reason": reason or r.get("status_reason") or "",
+            "email": r.get("email"),
+            "username": r.get("username") or "",
+            "plan": r.get("plan_type") or "",
+            "plan_title": r.get("plan_title") or "",
+            "sora2_supported": bool(r.get("sora2_supported")),
+            "sora2_invite_code": r.get("sora2_invite_code") or "",
+            "quota_remaining": r.get("quota_remaining"),
+            "quota_resets_at": r.get("quota_resets_at"),
+            "at_expires": r.get("at_expires"),
+            **extra,
+        }
+
+    # -- refreshing --------------------------------------------------------------------------
+
+    async def refresh(self, token_id: int) -> dict[str, Any]:
+        """New AT from the ST (first) or the RT; a failure marks the token expired with the reason."""
+        row = self._row(token_id)
+        if not (row.get("session_token") or row.get("refresh_token")):
+            raise BadRequestError(
+                f"Token {token_id} has no session token or refresh token to refresh with; "
+                "add one with POST /api/tokens",
+                code="no_refresh_credential",
+            )
+        return await self._refresh(token_id, only_if_due=False)
+
+    def _due(self, row: Row, now: float) -> bool:
+        if not (row.get("session_token") or row.get("refresh_token")):
+            return False
+        if row["status"] == "expired":
+            return True
+        expires = row.get("at_expires")
+        window = self._settings.current.pool.refresh_window
+        return row["status"] == "active" and bool(expires) and expires - now <= window
+
+    async def _refresh(self, token_id: int, *, only_if_due: bool) -> dict[str, Any]:
+        async with self._lock(token_id):
+            row = dict(self._row(token_id))
+            if only_if_due and not self._due(row, time.time()):
+                return self._result(token_id, ok=True, reason="not due")
+            st = row.get("session_token") or None
+            rt = row.get("refresh_token") or None
+            client_id = row.get("client_id") or None
+            proxy = row.get("proxy") or None
+            at: str | None = None
+            new_rt: str | None = None
+            expires_in: float | None = None
+            problems: list[str] = []
+            if st:
+                try:
+                    at = str((await self._client.st_to_at(st, proxy))["accessToken"])
+                except UpstreamFailure as f:
+                    problems.append(f"session token: {reason_of(f)}")
+            if at is None and rt:
+                try:
+                    data = await self._rotate(token_id, rt, client_id, proxy)
+                    at = str(data["access_token"])
+                    got = data.get("refresh_token")
+                    new_rt = got if isinstance(got, str) and got and got != rt else None
+                    expires_in = _number(data.get("expires_in"))
+                except UpstreamFailure as f:
+                    problems.append(f"refresh token: {reason_of(f)}")
+            now = time.time()
+            values: dict[str, Any] = {}
+            if new_rt:
+                values["refresh_token"] = new_rt  # _rotate stored it already; keep the row in step
+            at_expires: float | None = None
+            if at is not None:
+                try:
+                    exp = _number(decode_jwt(at).get("exp"))
+                except ValueError as exc:
+                    problems.append(f"the new access token is unusable: {exc}")
+                    at = None
+                else:
+                    at_expires = (
+                        exp if exp is not None else (now + expires_in if expires_in else None)
+                    )
+                    if at_expires is not None and at_expires <= now:
+                        problems.append(
+                            f"the new access token already expired at {_ts(at_expires)}"
+                        )
+                        at = None
+            if at is None:
+                reason = "Refresh failed: " + "; ".join(problems)
+                values.update(last_error=reason[:500], last_error_at=now)
+                if row["status"] != "disabled":
+                    values.update(status="expired", status_reason=reason[:500], status_at=now)
+                await self._pool.update_row(token_id, values)
+                log.warning("token %d (%s): %s", token_id, row.get("email") or "no email", reason)
+                return self._result(token_id, ok=False, reason=reason)
+            values.update(access_token=at, at_expires=at_expires)
+            if problems:
+                values.update(last_error="; ".join(problems)[:500], last_error_at=now)
+            if row["status"] in ("expired", "invalid"):
+                values.update(status="active", status_reason="", status_at=now)
+            await self._pool.update_row(token_id, values)
+            log.info(
+                "token %d refreshed via %s: AT %s, expires %s",
+                token_id,
+                "refresh token" if new_rt or not st or problems else "session token",
+                mask(at),
+                _ts(at_expires),
+            )
+            return self._result(
+                token_id,
+                ok=True,
+                reason="; ".join(problems),
+                access_token=mask(at),
+                refresh_token_rotated=bool(new_rt),
+            )
+
+    async def _rotate(
+        self, token_id: int, rt: str, client_id: str | None, proxy: str | None
+    ) -> dict[str, Any]:
+        """rt_to_at whose rotated RT is stored even if the caller is cancelled mid-call: once
+        the upstream has answered, the old RT is dead and the new one is the only key left."""
+
+        async def exchange() -> dict[str, Any]:
+            data = await self._client.rt_to_at(rt, client_id, proxy)
+            got = data.get("refresh_token")
+            if isinstance(got, str) and got and got != rt:
+                with suppress(NotFoundError):
+                    self._row(token_id)
+                    await self._pool.update_row(token_id, {"refresh_token": got})
+            return data
+
+        task = asyncio.create_task(exchange())
+        self._critical.add(task)
+        task.add_done_callback(_settle(self._critical))
+        return await asyncio.shield(task)
+
+    async def close(self) -> None:
+        """Let in-flight refresh-token exchanges store their result (bounded) before shutdown."""
+        if self._critical:
+            await asyncio.wait(
+                self._critical, timeout=self._settings.current.upstream.request_timeout
+            )
+
+    async def refresh_quota(self, token_id: int) -> dict[str, Any]:
+        """nf/check for one token; the job engine calls it after each video."""
+        row = dict(self._row(token_id))
+        try:
+            info = await self._client.nf_check(str(row["access_token"]), row.get("proxy") or None)
+        except UpstreamFailure as f:
+            if f.kind in _CREDENTIAL_KINDS:
+                await self._pool.report_failure(token_id, f)
+            log.info("token %d: quota check failed: %s", token_id, f.describe())
+            return {"id": token_id, "ok": False, "reason": f"nf/check: {reason_of(f)}"}
+        values = quota_values(info, time.time())
+        await self._pool.update_row(token_id, values)
+        return {"id": token_id, "ok": True, **values}
+
+    async def refresh_due(self) -> None:
+        """One pass of the background task: refresh ATs near expiry, re-check passed quota resets."""
+        now = time.time()
+        cfg = self._settings.current.pool
+        sem = asyncio.Semaphore(max(1, cfg.test_concurrency))
+        jobs = []
+        for t in self._pool.tokens():
+            row = t.row
+            if cfg.refresh_enabled and self._due(row, now):
+                jobs.append(
+                    self._guarded(sem, partial(self._refresh, t.id, only_if_due=True), t.id)
+                )
+            elif (
+                row["status"] == "active"
+                and row.get("sora2_supported")
+                and row.get("quota_resets_at")
+                and row["quota_resets_at"] <= now
+            ):
+                jobs.append(self._guarded(sem, partial(self.refresh_quota, t.id), t.id))
+        if jobs:
+            await asyncio.gather(*jobs)
+
+    @staticmethod
+    async def _guarded(
+        sem: asyncio.Semaphore, job: Callable[[], Awaitable[Any]], token_id: int
+    ) -> None:
+        # `job` is a factory: a coroutine created before the semaphore could be cancelled unawaited.
+        async with sem:
+            try:
+                await job()
+            except NotFoundError:
+                pass  # deleted meanwhile
+            except Exception:
+                log.exception("background refresh of token %d failed", token_id)
+
+    async def run_refresher(self) -> None:
+        """The background loop: a pass now, then every `pool.refresh_interval` seconds."""
+        while True:
+            try:
+                await self.refresh_due()
+            except Exception:
+                log.exception("token refresh pass failed")
+            await asyncio.sleep(max(self._settings.current.pool.refresh_interval, 0.05))
+
+    # -- admin actions -----------------------------------------------------------------------
+
+    async def activate(self, token_id: int, invite_code: str) -> dict[str, Any]:
+        """Redeem a Sora-2 invite code, then re-read invite/mine and nf/check."""
+        code = (invite_code or "").strip()
+        if not code:
+            raise BadRequestError("'invite_code' is required", param="invite_code")
+        row = dict(self._row(token_id))
+        at, proxy = str(row["access_token"]), row.get("proxy") or None
+        try:
+            res = await self._client.invite_accept(at, code, proxy)
+        except UpstreamFailure as f:
+            raise _error_for(f, f"Activation failed: {reason_of(f)}", param="invite_code") from None
+        if not isinstance(res, dict) or not (res.get("success") or res.get("already_accepted")):
+            raise BadRequestError(
+                f"Sora did not accept the invite code: {str(res)[:200]}", param="invite_code"
+            )
+        p = _Probe(email=row.get("email"))
+        try:
+            if await self._sora2(at, proxy, p):
+                await self._quota(at, proxy, p)
+        except _StepFailure as sf:
+            p.warnings.append(f"{sf.step}: {reason_of(sf.failure)}")
+        await self._pool.update_row(token_id, p.values)
+        return self._result(
+            token_id,
+            ok=True,
+            reason="; ".join(p.warnings),
+            already_accepted=bool(res.get("already_accepted")),
+        )
+
+    async def set_enabled(self, token_id: int, enabled: bool) -> Row:
+        """Admin enable (clears errors and cooldown) or disable ("disabled by admin")."""
+        self._row(token_id)
+        now = time.time()
+        if enabled:
+            values: dict[str, Any] = {
+                "status": "active",
+                "status_reason": "",
+                "status_at": now,
+                "is_active": 1,
+                "consecutive_errors": 0,
+                "cooldown_until": None,
+                "cooldown_reason": "",
+                "cooldown_level": 0,
+            }
+        else:
+            values = {
+                "status": "disabled",
+                "status_reason": _ADMIN_DISABLED,
+                "status_at": now,
+                "is_active": 0,
+            }
+        await self._pool.update_row(token_id, values)
+        return dict(self._row(token_id))
+
+    async def update(self, token_id: int, fields: Mapping[str, Any]) -> Row:
+        """Change remark, proxy, enabled flags or concurrency limits."""
+        self._row(token_id)
+        values = check_options(fields)
+        if not values:
+            raise BadRequestError(f"Nothing to update; editable fields: {', '.join(OPTION_FIELDS)}")
+        await self._pool.update_row(token_id, values)
+        return dict(self._row(token_id))
+
+    async def delete(self, token_id: int) -> None:
+        """Remove a token for good (jobs holding it keep their slot until they end)."""
+        self._row(token_id)
+        await self._store.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
+        self._locks.pop(token_id, None)
+        await self._pool.reload(token_id)
+        log.info("token %d deleted", token_id)
+
+    # -- conversions -------------------------------------------------------------------------
+
+    async def st2at(self, st: str, proxy: str | None = None) -> dict[str, Any]:
+        """Convert a session token (nothing stored)."""
+        st = (st or "").strip()
+        if not st:
+            raise BadRequestError("'st' is required", param="st")
+        try:
+            data = await self._client.st_to_at(st, check_proxy(proxy) or None)
+        except UpstreamFailure as f:
+            raise _error_for(
+                f, f"Converting the session token failed: {reason_of(f)}", param="st"
+            ) from None
+        at = str(data["accessToken"])
+        claims = self._claims(at, "auth/session")
+        user = data.get("user") if isinstance(data.get("user"), dict) else {}
+        return {
+            "access_token": at,
+            "email": user.get("email") or jwt_email(claims),
+            "expires": data.get("expires"),
+            "at_expires": _number(claims.get("exp")),
+        }
+
+    async def rt2at(
+        self, rt: str, client_id: str | None = None, proxy: str | None = None
+    ) -> dict[str, Any]:
+        """Convert a refresh token. It rotates: a stored token using it gets the new pair too."""
+        rt = (rt or "").strip()
+        if not rt:
+            raise BadRequestError("'rt' is required", param="rt")
+        stored = await self._store.fetchone(
+            "SELECT id, client_id FROM tokens WHERE refresh_token = ?", (rt,)
+        )
+        if stored and not client_id:
+            client_id = stored.get("client_id")
+        try:
+            data = await self._client.rt_to_at(rt, client_id or None, check_proxy(proxy) or None)
+        except UpstreamFailure as f:
+            raise _error_for(
+                f, f"Converting the refresh token failed: {reason_of(f)}", param="rt"
+            ) from None
+        at = str(data["access_token"])
+        claims = self._claims(at, "oauth/token")
+        new_rt = data.get("refresh_token") if isinstance(data.get("refresh_token"), str) else None
+        out: dict[str, Any] = {
+            "access_token": at,
+            "refresh_token": new_rt or rt,
+            "refresh_token_rotated": bool(new_rt and new_rt != rt),
+            "expires_in": data.get("expires_in"),
+            "email": jwt_email(claims),
+            "at_expires": _number(claims.get("exp")),
+            "updated_token_id": None,
+        }
+        if stored and new_rt and new_rt != rt:
+            # Otherwise the stored token would keep a refresh token that no longer works.
+            await self._pool.update_row(
+                int(stored["id"]),
+                {"refresh_token": new_rt, "access_token": at, "at_expires": out["at_expires"]},
+            )
+            out["updated_token_id"] = int(stored["id"])
+        return out
+
+    async def test_proxy(self, proxy_url: str) -> dict[str, Any]:
+        """Reach the upstream base URL through a proxy; any HTTP answer counts as reachable."""
+        proxy = check_proxy(proxy_url)
+        if not proxy:
+            raise BadRequestError("'proxy' is required", param="proxy")
+        limit = min(15.0, self._settings.current.upstream.request_timeout)
+        start = time.monotonic()
+        try:
+            async with asyncio.timeout(limit):
+                await self._client.request(
+                    "GET",
+                    self._client.url("/"),
+                    None,
+                    proxy=proxy,
+                    expect_json=False,
+                    ok=tuple(range(100, 600)),
+                )
+        except TimeoutError:
+            return {
+                "ok": False,
+                "proxy": mask_proxy(proxy),
+                "error": f"no answer within {limit:g} s",
+            }
+        except UpstreamFailure as f:
+            return {"ok": False, "proxy": mask_proxy(proxy), "error": reason_of(f)}
+        except Exception as exc:  # a broken SOCKS URL raises from aiohttp-socks itself
+            return {
+                "ok": False,
+                "proxy": mask_proxy(proxy),
+                "error": f"{type(exc).__name__}: {exc}",
+            }
+        return {
+            "ok": True,
+            "proxy": mask_proxy(proxy),
+            "latency_ms": round((time.monotonic() - start) * 1000, 1),
+        }
+
+    # -- import / export ---------------------------------------------------------------------
+
+    async def import_items(self, items: list[ImportItem]) -> dict[str, Any]:
+        """Upsert every item by email; returns one result per line, so a bad line loses nothing."""
+        results: dict[int, dict[str, Any]] = {}
+        claimed: dict[str, int] = {}
+        seen: dict[str, int] = {}
+        todo: list[ImportItem] = []
+        for item in items:
+            res: dict[str, Any] = {
+                "line": item.line,
+                "kind": item.kind or None,
+                "email": item.email,
+                "result": "error",
+                "message": "",
+                "id": None,
+            }
+            results[item.line] = res
+            if item.error:
+                res["message"] = item.error
+                continue
+            cred = item.credential
+            if cred in seen:
+                res.update(result="duplicate", message=f"same credential as line {seen[cred]}")
+                continue
+            seen[cred] = item.line
+            email = item.email
+            if item.at:
+                with suppress(ValueError):
+                    email = jwt_email(decode_jwt(item.at)) or email
+            if email:
+                res["email"] = email
+                owner = claimed.setdefault(email.lower(), item.line)
+                if owner != item.line:
+                    res.update(
+                        result="duplicate", message=f"same account ({email}) as line {owner}"
+                    )
+                    continue
+            todo.append(item)
+
+        sem = asyncio.Semaphore(max(1, self._settings.current.pool.test_concurrency))
+
+        async def one(item: ImportItem) -> None:
+            res = results[item.line]
+
+            def claim(email: str) -> None:
+                res["email"] = email
+                owner = claimed.setdefault(email.lower(), item.line)
+                if owner != item.line:
+                    raise _Duplicate(owner, email)
+
+            async with sem:
+                try:
+                    row, created, warnings = await self._add(
+                        at=item.at,
+                        st=item.st,
+                        rt=item.rt,
+                        client_id=item.client_id,
+                        options=item.options,
+                        email_hint=item.email,
+                        claim=claim,
+                        disabled_reason=None if item.active else "inactive in the imported file",
+                    )
+                except _Duplicate as d:
+                    res.update(
+                        result="duplicate", message=f"same account ({d.email}) as line {d.line}"
+                    )
+                except ApiError as exc:
+                    res["message"] = exc.message
+                except Exception as exc:  # one line's surprise must not lose the others
+                    log.exception("import line %d failed", item.line)
+                    res["message"] = f"internal error: {type(exc).__name__}"
+                else:
+                    res.update(
+                        result="created" if created else "updated",
+                        id=row["id"],
+                        email=row.get("email"),
+                        message="; ".join(warnings),
+                    )
+
+        await asyncio.gather(*(one(i) for i in todo))
+        ordered = [results[i.line] for i in items]
+        summary = {k: 0 for k in ("created", "updated", "duplicate", "error")}
+        for r in ordered:
+            summary[r["result"]] += 1
+        log.info("import: %s", ", ".join(f"{v} {k}" for k, v in summary.items()))
+        return {"results": ordered, "summary": summary}
+
+    async def import_text(self, text: str) -> dict[str, Any]:
+        return await self.import_items(parse_text(text))
+
+    async def import_json(self, data: Any) -> dict[str, Any]:
+        return await self.import_items(parse_json(data))
+
+    async def export(self, fmt: str = "json") -> list[dict[str, Any]] | str:
+        """Every token with FULL secrets (callers must hold an admin session)."""
+        rows = await self._store.fetchall("SELECT * FROM tokens ORDER BY id")
+        if fmt == "text":
+            # One credential per line, the one that lives longest and does not rotate first:
+            # ST, else RT, else AT. parse_text() reads this back.
+            lines = [
+                r.get("session_token") or r.get("refresh_token") or r["access_token"] for r in rows
+            ]
+            return "".join(f"{line}\n" for line in lines)
+        if fmt != "json":
+            raise BadRequestError("'format' must be json or text", param="format")
+        return [
+            {
+                "email": r.get("email"),
+                "access_token": r["access_token"],
+                "session_token": r.get("session_token") or None,
+                "refresh_token": r.get("refresh_token") or None,
+                "is_active": r["status"] != "disabled",
+                "image_enabled": bool(r.get("image_enabled")),
+                "video_enabled": bool(r.get("video_enabled")),
+                "image_concurrency": r.get("image_concurrency"),
+                "video_concurrency": r.get("video_concurrency"),
+                "remark": r.get("remark") or "",
+                "proxy": r.get("proxy") or "",
+                "client_id": r.get("client_id"),
+            }
+            for r in rows
+        ]
+
+    # -- views -------------------------------------------------------------------------------
+
+    def view(self, token_id: int) -> dict[str, Any]:
+        """One token as listings show it: no secret in full, live busy counts and limits."""
+        t = self._pool.state(token_id)
+        r = t.row
+        defaults = self._settings.current.pool
+        now = time.time()
+        return {
+            "id": t.id,
+            "email": r.get("email"),
+            "name": r.get("name") or "",
+            "username": r.get("username") or "",
+            "access_token": mask(r.get("access_token")),
+            "session_token": mask(r.get("session_token")),
+            "refresh_token": mask(r.get("refresh_token")),
+            "has_session_token": bool(r.get("session_token")),
+            "has_refresh_token": bool(r.get("refresh_token")),
+            "client_id": r.get("client_id"),
+            "at_expires": r.get("at_expires"),
+            **self._status(r, now),
+            "is_active": r["status"] != "disabled",
+            "available": {k: self._availability(t, k, now) for k in ("image", "video")},
+            "cooldown_until": r.get("cooldown_until"),
+            "cooldown_reason": r.get("cooldown_reason") or "",
+            "cooldown_level": r.get("cooldown_level") or 0,
+            "quota_remaining": r.get("quota_remaining"),
+            "quota_resets_at": r.get("quota_resets_at"),
+            "plan_type": r.get("plan_type") or "",
+            "plan_title": r.get("plan_title") or "",
+            "subscription_end": r.get("subscription_end") or "",
+            "sora2_supported": bool(r.get("sora2_supported")),
+            "sora2_invite_code": r.get("sora2_invite_code") or "",
+            "sora2_redeemed": r.get("sora2_redeemed") or 0,
+            "sora2_total": r.get("sora2_total") or 0,
+            "image_enabled": bool(r.get("image_enabled")),
+            "video_enabled": bool(r.get("video_enabled")),
+            "image_concurrency": r.get("image_concurrency"),
+            "video_concurrency": r.get("video_concurrency"),
+            "limits": {k: t.limit(k, defaults) for k in ("image", "video")},
+            "busy": dict(t.busy),
+            "image_count": r.get("image_count") or 0,
+            "video_count": r.get("video_count") or 0,
+            "error_count": r.get("error_count") or 0,
+            "consecutive_errors": r.get("consecutive_errors") or 0,
+            "last_used_at": r.get("last_used_at"),
+            "last_error": r.get("last_error") or "",
+            "last_error_at": r.get("last_error_at"),
+            "proxy": mask_proxy(r.get("proxy")),
+            "remark": r.get("remark") or "",
+            "created_at": r.get("created_at"),
+            "updated_at": r.get("updated_at"),
+        }
+
+    def _status(self, r: Row, now: float) -> dict[str, Any]:
+        """The stored status, except that an AT past its expiry shows as expired right away."""
+        expires = r.get("at_expires")
+        if r["status"] == "active" and expires and expires <= now:
+            renew = r.get("session_token") or r.get("refresh_token")
+            if renew and self._settings.current.pool.refresh_enabled:
+                then = "the refresh task will renew it"
+            else:
+                then = "add a fresh one" if not renew else "refresh it (auto refresh is off)"
+            return {
+                "status": "expired",
+                "status_reason": f"The access token expired at {_ts(expires)}; {then}",
+                "status_at": expires,
+            }
+        return {
+            "status": r["status"],
+            "status_reason": r.get("status_reason") or "",
+            "status_at": r.get("status_at"),
+        }
+
+    def _availability(self, t: Any, kind: str, now: float) -> str:
+        word = t.ineligible(kind, now)
+        if word:
+            return str(word)
+        limit = t.limit(kind, self._settings.current.pool)
+        return "busy" if limit and t.busy[kind] >= limit else "available"
+
+    def views(self) -> list[dict[str, Any]]:
+        return [self.view(t.id) for t in self._pool.tokens()]
+
+
+def _settle(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None]:
+    """Done-callback: forget the task and mark its exception retrieved (its caller may be gone)."""
+
+    def done(task: asyncio.Task[Any]) -> None:
+        tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("refresh-token exchange failed: %s", type(task.exception()).__name__)
+
+    return done
+
+
+def _not_activated(f: UpstreamFailure) -> bool:
+    """invite/mine's "account not activated for Sora 2": a 401 whose message says Unauthorized."""
+    return (
+        f.status == 401
+        and "unauthorized" in f.message.lower()
+        and f.code not in ("token_invalidated", "token_expired")
+    )
+
+
+def _error_for(f: UpstreamFailure, message: str, param: str | None = None) -> ApiError:
+    """400 when the credential or request is at fault, 502 when the upstream is."""
+    if f.kind in _CREDENTIAL_KINDS or f.kind in _REFUSED_KINDS:
+        return BadRequestError(message, param=param, code=f.kind.value)
+    return UpstreamError(message, param=param, code=f.kind.value)
+
+
+async def tokens_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context (after the pool): the TokenManager and its background refresh task."""
+    manager = TokenManager(app[keys.SETTINGS], app[keys.STORE], app[keys.CLIENT], app[keys.POOL])
+    app[TOKENS] = manager
+    task = asyncio.create_task(manager.run_refresher(), name="sora2api.token-refresher")
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+    await manager.close()
