@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> int:
         level=config.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # aiosqlite logs SQL parameters (tokens among them) at DEBUG: never let secrets reach a log.
+    logging.getLogger("aiosqlite").setLevel(max(logging.INFO, logging.getLogger().level))
     # Imported here so a config error answers before aiohttp and friends load.
     from aiohttp import web
 
