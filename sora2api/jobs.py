@@ -306,6 +306,38 @@ class JobEngine:
             await run.task
         return True
 
+    async def page(
+        self, kind: str, *, after: str | None = None, limit: int = 20, order: str = "desc"
+    ) -> tuple[list[Row], bool]:
+        """One page of a kind's jobs, newest first (or oldest with order="asc"), and has_more."""
+        where, params = "kind = ?", [kind]
+        if after:
+            anchor = await self.get(after)
+            op = "<" if order == "desc" else ">"
+            # (created_at, id) is a total order, so rows created in the same instant are not skipped.
+            where += f" AND (created_at {op} ? OR (created_at = ? AND id {op} ?))"
+            params += [anchor["created_at"], anchor["created_at"], anchor["id"]]
+        direction = "DESC" if order == "desc" else "ASC"
+        rows = await self.store.fetchall(
+            f"SELECT * FROM jobs WHERE {where} ORDER BY created_at {direction}, id {direction} LIMIT ?",
+            (*params, limit + 1),
+        )
+        return rows[:limit], len(rows) > limit
+
+    async def delete(self, job_id: str) -> Row:
+        """Stop the job if it runs, then remove its cached files and its row; returns the last row."""
+        row = await self.get(job_id)
+        if row["status"] in ACTIVE:
+            await self.cancel(job_id)
+            row = await self.get(job_id)
+        state = orjson.loads(row.get("state") or "{}")
+        for name in [*state.get("files", []), state.get("thumbnail")]:
+            if isinstance(name, str):
+                self.media.delete(name)
+        await self.store.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        self._runs.pop(job_id, None)
+        return row
+
     async def resume_all(self) -> int:
         """At start-up: continue every job a previous process left running, never resubmitting."""
         rows = await self.store.fetchall(

@@ -242,7 +242,10 @@ async def _follow_video(ctx: JobContext, lease: Lease, task_id: str) -> dict[str
     draft = await _poll(ctx, lease, task_id, "video", "generation", "Video generation")
     await ctx.pool.report_success(lease.token_id, "video")
     await ctx.emit("generation", "completed", "Video generated", 100.0, {"generation_id": draft.get("id")})
+    # Kept for later: a remix of this video publishes the draft by its generation id.
+    await ctx.save_state(generation_id=draft.get("id") or draft.get("generation_id"))
     await _refresh_quota(ctx, lease)
+    await _cache_thumbnail(ctx, lease, draft)
     source = str(draft.get("downloadable_url") or draft.get("url"))
     if ctx.settings.current.generation.watermark_free:
         clean = await _watermark_free(ctx, lease, draft)
@@ -250,6 +253,25 @@ async def _follow_video(ctx: JobContext, lease: Lease, task_id: str) -> dict[str
             return video_result(clean, watermark_free=True)
     urls = await _cache(ctx, lease, [source], "mp4")
     return video_result(urls[0])
+
+
+async def _cache_thumbnail(ctx: JobContext, lease: Lease, draft: dict[str, Any]) -> None:
+    """Best effort: the draft's thumbnail for GET /v1/videos/{id}/content?variant=thumbnail."""
+    encodings = draft.get("encodings")
+    thumb = encodings.get("thumbnail") if isinstance(encodings, dict) else None
+    url = thumb.get("path") if isinstance(thumb, dict) else None
+    if not isinstance(url, str) or not url:
+        return
+    suffix = url.split("?", 1)[0].rsplit(".", 1)[-1].lower()
+    try:
+        cached = await ctx.media.store_url(
+            url, ext=suffix if suffix in ("png", "jpg", "jpeg", "webp") else "jpg",
+            proxy=lease.proxy, max_bytes=16 << 20, timeout=30.0,
+        )
+    except ApiError as exc:
+        log.info("job %s: no thumbnail cached: %s", ctx.job_id, exc.message)
+        return
+    await ctx.save_state(thumbnail=cached.name)
 
 
 async def _refresh_quota(ctx: JobContext, lease: Lease) -> None:

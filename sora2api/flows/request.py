@@ -66,6 +66,11 @@ class GenRequest:
         return {
             "model": self.model.id,
             "mode": self.mode,
+            # The shape too: model ids from the OpenAI APIs (sora-2, gpt-image-1) do not imply it.
+            "orientation": self.model.orientation or None,
+            "seconds": self.model.seconds or None,
+            "width": self.model.width or None,
+            "height": self.model.height or None,
             "prompt": self.prompt,
             "image": {"type": self.image.ext, "size": len(self.image.data)} if self.image else None,
             "video": {"type": self.video.ext, "size": len(self.video.data)} if self.video else None,

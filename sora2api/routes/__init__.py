@@ -12,7 +12,7 @@ from .. import keys
 from ..auth import AdminSession
 from ..errors import AuthenticationError
 from ..media import serve_media
-from . import basic, chat
+from . import basic, chat, images, videos
 from . import tokens as token_routes
 
 Auth = Literal["public", "key", "key_or_admin", "admin"]
@@ -35,6 +35,20 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/models", basic.list_models, "key"),
     Route("GET", "/v1/models/{model}", basic.get_model_route, "key"),
     Route("POST", "/v1/chat/completions", chat.chat_completions, "key"),
+    # OpenAI Videos and Images APIs on the same job engine: literal paths before the {id} ones.
+    Route("POST", "/v1/videos", videos.create_video, "key"),
+    Route("GET", "/v1/videos", videos.list_videos, "key"),
+    Route("POST", "/v1/videos/characters", videos.create_character, "key"),
+    Route("GET", "/v1/videos/characters/{id}", videos.get_character, "key"),
+    Route("POST", "/v1/videos/edits", videos.unsupported, "key"),
+    Route("POST", "/v1/videos/extensions", videos.unsupported, "key"),
+    Route("GET", "/v1/videos/{id}", videos.get_video, "key"),
+    Route("DELETE", "/v1/videos/{id}", videos.delete_video, "key"),
+    Route("GET", "/v1/videos/{id}/content", videos.video_content, "key"),
+    Route("POST", "/v1/videos/{id}/remix", videos.remix_video, "key"),
+    Route("POST", "/v1/images/generations", images.generations, "key"),
+    Route("POST", "/v1/images/edits", images.edits, "key"),
+    Route("GET", "/v1/images/{id}", images.get_image, "key"),
     Route("GET", "/tmp/{name}", serve_media, "public"),
     # Token management: literal paths before the {id} ones.
     Route("GET", "/api/tokens", token_routes.list_tokens, "key_or_admin"),

@@ -1,0 +1,110 @@
+"""The OpenAI Images API on the job engine: generations, edits, and any image job by its id."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .. import keys
+from ..errors import ApiError, BadRequestError, TimeoutError_, json_response
+from ..flows.openai_request import parse_image_request, row_spec
+from ..jobs import JobEngine, JobFailed
+from ..store import Row
+from .chat import failure_error
+from .videos import GoneError, live_progress, public_status, read_body, typed_job
+
+
+def _image_error(err: JobFailed) -> ApiError:
+    # OpenAI answers a refused prompt with a 400 content_policy_violation, not a server error.
+    if err.policy:
+        return BadRequestError(err.message, code="content_policy_violation")
+    return failure_error(err)
+
+
+async def _data(engine: JobEngine, row: Row, response_format: str) -> list[dict[str, Any]]:
+    state: dict[str, Any] = orjson.loads(row.get("state") or "{}")
+    names = [str(n) for n in state.get("files") or []]
+    if response_format == "url":
+        return [{"url": engine.media.url_for(n), "revised_prompt": None} for n in names]
+    out = []
+    for name in names:
+        path = engine.media.resolve(name)
+        if path is None:
+            raise GoneError(
+                f"The images of {row['id']} have expired from the media cache ([storage] media_ttl)"
+            )
+        data = await asyncio.to_thread(path.read_bytes)
+        out.append({"b64_json": base64.b64encode(data).decode(), "revised_prompt": None})
+    return out
+
+
+def _size(row: Row) -> str | None:
+    spec = row_spec(row)
+    return f"{spec['width']}x{spec['height']}" if spec.get("width") and spec.get("height") else None
+
+
+async def _generate(request: web.Request, *, edit: bool) -> web.Response:
+    engine = request.app[keys.JOBS]
+    parsed = await parse_image_request(await read_body(request), request.app[keys.GUARD], edit=edit)
+    run = await engine.submit(parsed.req, api="images")
+    try:
+        await engine.wait(run, engine.job_timeout("image"))
+    except TimeoutError:
+        raise TimeoutError_(
+            f"Job {run.job_id} is still running; fetch it later with GET /v1/images/{run.job_id}"
+        ) from None
+    if run.error is not None or run.result is None:
+        raise _image_error(
+            run.error or JobFailed("internal_error", "The job ended without a result")
+        )
+    row = await engine.get(run.job_id)
+    return json_response(
+        {
+            "created": int(row["created_at"]),
+            "data": await _data(engine, row, parsed.response_format),
+            # The real output size (Sora renders at 360 px), and the job id to fetch it again.
+            "size": _size(row),
+            "job_id": row["id"],
+        }
+    )
+
+
+async def generations(request: web.Request) -> web.Response:
+    """POST /v1/images/generations {model, prompt, n, size, response_format}."""
+    return await _generate(request, edit=False)
+
+
+async def edits(request: web.Request) -> web.Response:
+    """POST /v1/images/edits (multipart image + prompt, or JSON with an image URL)."""
+    return await _generate(request, edit=True)
+
+
+async def get_image(request: web.Request) -> web.Response:
+    """GET /v1/images/{id}?response_format=: any image job (chat-created too) in the images shape."""
+    engine = request.app[keys.JOBS]
+    fmt = request.query.get("response_format") or "url"
+    if fmt not in ("url", "b64_json"):
+        raise BadRequestError(
+            "Query parameter 'response_format' must be url or b64_json", param="response_format"
+        )
+    row = await typed_job(request, "image")
+    status, error = public_status(engine, row)
+    completed = row["status"] == "completed"
+    return json_response(
+        {
+            "id": row["id"],
+            "object": "image.job",
+            "created": int(row["created_at"]),
+            "model": row["model"],
+            "status": status,
+            "progress": live_progress(engine, row),
+            "prompt": row.get("prompt") or "",
+            "size": _size(row),
+            "data": await _data(engine, row, fmt) if completed else [],
+            "error": error,
+        }
+    )

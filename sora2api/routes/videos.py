@@ -1,0 +1,337 @@
+"""The OpenAI Videos API on the job engine: /v1/videos, its content, remix and characters.
+
+Every video job is served here, whichever API created it: a chat completion's job id works with
+GET /v1/videos/{id} and /content, so a client whose stream broke can pick up its result.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from .. import keys
+from ..errors import ApiError, BadRequestError, ConflictError, NotFoundError, json_response
+from ..flows.openai_request import (
+    ORIENTATION_SIZE,
+    Upload,
+    parse_character_create,
+    parse_video_create,
+    remix_request,
+    row_spec,
+    share_id,
+    unpublish,
+)
+from ..jobs import JobEngine
+from ..media import CONTENT_TYPES, MediaCache
+from ..store import Row
+from .common import query_int, read_object
+
+# How often SDK pollers should come back (the SDK reads this header when no interval is given);
+# the upstream itself is polled every few seconds.
+_POLL_AFTER_MS = "2000"
+_VARIANTS = ("video", "thumbnail", "spritesheet")
+_NESTED = re.compile(r"([^\[\]]+)\[([^\[\]]+)\]")
+
+
+class GoneError(ApiError):
+    status = 410
+    type = "invalid_request_error"
+    code = "media_expired"
+
+
+async def read_body(request: web.Request) -> dict[str, Any]:
+    """A JSON object, or a multipart / url-encoded form as one dict (file parts become Upload).
+    The OpenAI SDK's form encoding is undone: a repeated field or one named `x[]` becomes a
+    list, and `x[key]` fields (an object such as input_reference) become a dict."""
+    if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        return await read_object(request)
+    try:
+        form = await request.post()
+    except ValueError as exc:  # aiohttp's multipart parser reports a malformed body this way
+        raise BadRequestError(f"The form body could not be parsed: {exc}") from None
+    out: dict[str, Any] = {}
+    for key in dict.fromkeys(form.keys()):
+        values: list[Any] = []
+        for value in form.getall(key):
+            if isinstance(value, web.FileField):
+                with value.file as f:  # a temporary file: closed here, not left to the GC
+                    values.append(Upload(f.read(), value.filename, value.content_type))
+            else:
+                values.append(value)
+        nested = _NESTED.fullmatch(key)
+        if nested is not None:
+            parent = out.setdefault(nested[1], {})
+            if isinstance(parent, dict):
+                parent[nested[2]] = values[0]
+            continue
+        name = key.removesuffix("[]")
+        if key.endswith("[]") or len(values) > 1 or name in out:
+            previous = out.get(name, [])
+            out[name] = [*(previous if isinstance(previous, list) else [previous]), *values]
+        else:
+            out[name] = values[0]
+    return out
+
+
+# -- rendering -------------------------------------------------------------------------------------
+
+
+def _state(row: Row) -> dict[str, Any]:
+    state: dict[str, Any] = orjson.loads(row.get("state") or "{}")
+    return state
+
+
+def live_progress(engine: JobEngine, row: Row) -> int:
+    """The live progress when this process runs the job (the row is written every few seconds)."""
+    if row["status"] == "completed":
+        return 100
+    progress = float(row.get("progress") or 0)
+    run = engine.run_of(row["id"])
+    if run is not None:
+        for event in reversed(run.events):
+            if event.progress is not None:
+                progress = max(progress, event.progress)
+                break
+    # 100 only once the file is ready: caching after generation still takes a moment.
+    return min(int(progress), 99)
+
+
+def public_status(engine: JobEngine, row: Row) -> tuple[str, dict[str, str] | None]:
+    status = row["status"]
+    if status == "cancelled":
+        return "failed", {
+            "code": "cancelled",
+            "message": row.get("error_message") or "The job was cancelled",
+        }
+    if status == "failed":
+        return "failed", {
+            "code": row.get("error_code") or "failed",
+            "message": row.get("error_message") or "The generation failed",
+        }
+    if status == "in_progress" and not row.get("upstream_task_id") and row["kind"] == "video":
+        # Waiting for a free token or uploading: nothing runs upstream yet.
+        return "queued", None
+    return status, None
+
+
+def _expires_at(media: MediaCache, row: Row) -> int | None:
+    files = _state(row).get("files") or []
+    if row["status"] != "completed" or not files:
+        return None
+    expires = media.expires_at(str(files[0]))
+    return int(expires) if expires is not None else None
+
+
+def video_object(engine: JobEngine, row: Row) -> dict[str, Any]:
+    """The OpenAI video object, plus `task_id` (gateways such as new-api read it)."""
+    spec = row_spec(row)
+    status, error = public_status(engine, row)
+    completed = row.get("completed_at")
+    return {
+        "id": row["id"],
+        "task_id": row["id"],
+        "object": "video",
+        "model": row["model"],
+        "status": status,
+        "progress": live_progress(engine, row),
+        "created_at": int(row["created_at"]),
+        "completed_at": int(completed) if completed and status in ("completed", "failed") else None,
+        "expires_at": _expires_at(engine.media, row),
+        "prompt": row.get("prompt") or spec.get("prompt") or "",
+        "size": ORIENTATION_SIZE.get(str(spec.get("orientation")), "720x1280"),
+        "seconds": str(spec.get("seconds") or ""),
+        "remixed_from_video_id": row.get("remixed_from"),
+        "error": error,
+    }
+
+
+def _video_response(engine: JobEngine, row: Row, status: int = 200) -> web.Response:
+    body = video_object(engine, row)
+    headers = (
+        {"openai-poll-after-ms": _POLL_AFTER_MS}
+        if body["status"] in ("queued", "in_progress")
+        else None
+    )
+    return json_response(body, status=status, headers=headers)
+
+
+def character_object(row: Row) -> dict[str, Any]:
+    """The character of a character job: OpenAI's {id, created_at, name} plus Sora's ids."""
+    result: dict[str, Any] = orjson.loads(row["result"]) if row.get("result") else {}
+    opts = row_spec(row).get("character") or {}
+    state = _state(row)
+    status = row["status"]
+    error = None
+    if status in ("failed", "cancelled"):
+        error = {"code": row.get("error_code") or status, "message": row.get("error_message") or ""}
+        status = "failed"
+    display_name = result.get("display_name") or opts.get("display_name")
+    return {
+        "id": row["id"],
+        "object": "character",
+        "created_at": int(row["created_at"]),
+        "name": display_name,
+        "status": status,
+        "username": result.get("username") or state.get("username"),
+        "display_name": display_name,
+        "cameo_id": result.get("cameo_id") or state.get("cameo_id"),
+        "character_id": result.get("character_id") or state.get("character_id"),
+        "error": error,
+    }
+
+
+# -- lookups ---------------------------------------------------------------------------------------
+
+_ELSEWHERE = {"image": "GET /v1/images/{id}", "character": "GET /v1/videos/characters/{id}"}
+
+
+async def typed_job(request: web.Request, kind: str) -> Row:
+    engine = request.app[keys.JOBS]
+    job_id = request.match_info["id"]
+    row = await engine.get(job_id)
+    if row["kind"] != kind:
+        where = _ELSEWHERE.get(row["kind"], "GET /v1/videos/{id}").replace("{id}", job_id)
+        raise NotFoundError(
+            f"{job_id} is a {row['kind']} job, not a {kind}; read it with {where}", param="id"
+        )
+    return row
+
+
+# -- handlers --------------------------------------------------------------------------------------
+
+
+async def create_video(request: web.Request) -> web.Response:
+    """POST /v1/videos (JSON or multipart): submit a job and answer with its video object at once."""
+    engine = request.app[keys.JOBS]
+    fields = await read_body(request)
+    req = await parse_video_create(fields, request.app[keys.GUARD], engine)
+    run = await engine.submit(req, api="videos")
+    return _video_response(engine, await engine.get(run.job_id))
+
+
+async def list_videos(request: web.Request) -> web.Response:
+    """GET /v1/videos?after=&limit=&order=: every video job, chat-created ones included."""
+    engine = request.app[keys.JOBS]
+    limit = query_int(request, "limit", 20, 1, 100)
+    order = request.query.get("order") or "desc"
+    if order not in ("asc", "desc"):
+        raise BadRequestError("Query parameter 'order' must be asc or desc", param="order")
+    after = request.query.get("after") or None
+    try:
+        rows, more = await engine.page("video", after=after, limit=limit, order=order)
+    except NotFoundError:
+        raise BadRequestError(
+            f"Unknown cursor 'after={after}': no such video", param="after"
+        ) from None
+    data = [video_object(engine, r) for r in rows]
+    return json_response(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": more,
+        }
+    )
+
+
+async def get_video(request: web.Request) -> web.Response:
+    return _video_response(request.app[keys.JOBS], await typed_job(request, "video"))
+
+
+async def delete_video(request: web.Request) -> web.Response:
+    """DELETE /v1/videos/{id}: stop it if it runs (freeing its token), remove its files and row."""
+    engine = request.app[keys.JOBS]
+    row = await typed_job(request, "video")
+    last = await engine.delete(row["id"])
+    await unpublish(engine, last)
+    return json_response({"id": row["id"], "object": "video.deleted", "deleted": True})
+
+
+async def video_content(request: web.Request) -> web.StreamResponse:
+    """GET /v1/videos/{id}/content?variant=video|thumbnail: the cached file, with Range support."""
+    engine = request.app[keys.JOBS]
+    variant = request.query.get("variant") or "video"
+    if variant not in _VARIANTS:
+        raise BadRequestError(
+            f"Unknown variant {variant!r}; use one of: {', '.join(_VARIANTS)}", param="variant"
+        )
+    row = await typed_job(request, "video")
+    job_id = row["id"]
+    if row["status"] != "completed":
+        status, error = public_status(engine, row)
+        if error is not None:
+            raise ConflictError(
+                f"Video {job_id} failed ({error['code']}: {error['message']}); it has no content",
+                code="video_failed",
+            )
+        raise ConflictError(
+            f"Video {job_id} is not finished yet (status {status}, {live_progress(engine, row)}%); "
+            f"poll GET /v1/videos/{job_id} until its status is completed",
+            code="video_not_ready",
+        )
+    state = _state(row)
+    if variant == "video":
+        files = state.get("files") or []
+        name = str(files[0]) if files else None
+    else:
+        name = state.get(variant)
+    if not name:
+        raise NotFoundError(
+            f"The Sora backend gave no {variant} for video {job_id}", param="variant"
+        )
+    path = engine.media.resolve(name)
+    if path is None:
+        raise GoneError(
+            f"The {variant} of video {job_id} has expired from the media cache "
+            "([storage] media_ttl); generate it again"
+        )
+    ext = name.rsplit(".", 1)[1]
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": CONTENT_TYPES[ext],
+            "Content-Disposition": f'inline; filename="{job_id}.{ext}"',
+            "Cache-Control": "private, max-age=3600",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+async def remix_video(request: web.Request) -> web.Response:
+    """POST /v1/videos/{id}/remix {prompt}: a new job remixing a finished video."""
+    engine = request.app[keys.JOBS]
+    source = await typed_job(request, "video")
+    if source["status"] != "completed":
+        raise ConflictError(
+            f"Video {source['id']} is {source['status']}; only a completed video can be remixed",
+            code="video_not_ready",
+        )
+    req = remix_request(source, await read_body(request))
+    req.remix_target_id = await share_id(engine, source)
+    run = await engine.submit(req, api="videos", remixed_from=source["id"])
+    return _video_response(engine, await engine.get(run.job_id))
+
+
+async def unsupported(request: web.Request) -> web.Response:
+    """POST /v1/videos/edits and /extensions: named, so the client learns why instead of a 405."""
+    raise BadRequestError(
+        f"{request.path} is not available on the Sora web backend; "
+        "use POST /v1/videos/{id}/remix to change a finished video",
+        code="unsupported_endpoint",
+    )
+
+
+async def create_character(request: web.Request) -> web.Response:
+    """POST /v1/videos/characters (the SDK's create_character: multipart name + video)."""
+    engine = request.app[keys.JOBS]
+    req = await parse_character_create(await read_body(request), request.app[keys.GUARD])
+    run = await engine.submit(req, api="videos")
+    return json_response(character_object(await engine.get(run.job_id)))
+
+
+async def get_character(request: web.Request) -> web.Response:
+    return json_response(character_object(await typed_job(request, "character")))
