@@ -19,7 +19,7 @@ from .pool import TokenPool
 from .routes import Handler, add_routes
 from .settings import Settings
 from .store import Store
-from .tokens import tokens_ctx
+from .tokens import TOKENS, tokens_ctx
 from .upstream.client import SoraClient
 
 log = logging.getLogger(__name__)
@@ -77,13 +77,18 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = JobEngine(
         app[keys.SETTINGS], app[keys.STORE], app[keys.POOL], app[keys.CLIENT], app[keys.MEDIA],
-        flow=run_flow, resume_flow=resume_flow,
+        flow=run_flow, resume_flow=resume_flow, after_video=app[TOKENS].refresh_quota,
     )
     app[keys.JOBS] = engine
     await engine.resume_all()
     yield
     # Running jobs stay in_progress in the database and are resumed by the next start.
     await engine.close()
+
+
+async def _release_followers(app: web.Application) -> None:
+    if keys.JOBS in app:
+        app[keys.JOBS].release_followers()
 
 
 def create_app(config: Config) -> web.Application:
@@ -99,5 +104,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(tokens_ctx)  # TokenManager + background refresh task
     app.cleanup_ctx.append(_jobs_ctx)
+    # Before aiohttp waits for open requests: end streams cleanly, their jobs resume after restart.
+    app.on_shutdown.append(_release_followers)
     add_routes(app)
     return app

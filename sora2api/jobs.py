@@ -199,6 +199,7 @@ class JobEngine:
         media: MediaCache,
         flow: Callable[[JobContext], Awaitable[dict[str, Any]]],
         resume_flow: Callable[[JobContext], Awaitable[dict[str, Any]]],
+        after_video: Callable[[int], Awaitable[Any]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -208,6 +209,8 @@ class JobEngine:
         self.watchers = Watchers(settings, pool, client)
         self._flow = flow
         self._resume_flow = resume_flow
+        # Called with the token id after every finished video (the token manager's quota check).
+        self.after_video = after_video
         self._runs: dict[str, JobRun] = {}
         self._closing = False
 
@@ -274,6 +277,7 @@ class JobEngine:
             )
         except asyncio.CancelledError:
             if self._closing:
+                run.error = run.error or _restarting(run.job_id)
                 raise  # shutdown: the row stays in_progress and is resumed at the next start
             run.error = JobFailed("cancelled", "The job was cancelled")
             await self._fail_row(ctx, run.error, status="cancelled")
@@ -352,6 +356,14 @@ class JobEngine:
             log.info("resuming %d job(s) left running by the previous process", len(rows))
         return len(rows)
 
+    def release_followers(self) -> None:
+        """On shutdown, end every stream and waiter cleanly: their jobs go on after the restart."""
+        self._closing = True
+        for run in self._runs.values():
+            if not run.done.is_set():
+                run.error = _restarting(run.job_id)
+                run.finish()
+
     async def close(self) -> None:
         self._closing = True
         tasks = [r.task for r in self._runs.values() if r.task and not r.task.done()]
@@ -361,6 +373,14 @@ class JobEngine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.watchers.close()
+
+
+def _restarting(job_id: str) -> JobFailed:
+    return JobFailed(
+        "server_restarting",
+        f"The server is restarting. Job {job_id} keeps its place upstream and resumes after the "
+        f"restart: fetch its result with GET /v1/videos/{job_id} (or /v1/images/{job_id}).",
+    )
 
 
 def _as_failure(exc: BaseException) -> JobFailed:

@@ -212,3 +212,15 @@ async def test_caching_failure_is_a_clear_error(client, sim: Sim) -> None:
     body = await resp.json()
     assert resp.status == 502, body
     assert "Caching failed" in body["error"]["message"]
+
+
+async def test_shutdown_ends_open_streams_cleanly(client, sim: Sim) -> None:
+    sim.state.settings.video_seconds = 300
+    await add_token(client, sim.state.add_account())
+    resp = await client.post("/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY)
+    job_id = orjson.loads((await resp.content.readline())[6:])["job_id"]
+    await client.app.shutdown()  # what SIGTERM triggers first
+    frames, _ = await read_sse(resp)
+    err = [f for f in frames if "error" in f]
+    assert err and err[0]["error"]["code"] == "server_restarting"
+    assert f"/v1/videos/{job_id}" in err[0]["error"]["message"]

@@ -276,19 +276,8 @@ async def _cache_thumbnail(ctx: JobContext, lease: Lease, draft: dict[str, Any])
 
 async def _refresh_quota(ctx: JobContext, lease: Lease) -> None:
     """Read the remaining video quota after each video; a token at 0 rests until its reset."""
-    try:
-        info = await ctx.client.nf_check(lease.access_token, lease.proxy)
-    except UpstreamFailure as exc:
-        log.info("quota check for token %d failed: %s", lease.token_id, exc.describe())
-        return
-    remaining = info.get("estimated_num_videos_remaining")
-    if not isinstance(remaining, int | float):
-        return
-    values: dict[str, Any] = {"quota_remaining": int(remaining)}
-    resets = info.get("access_resets_in_seconds")
-    if isinstance(resets, int | float):
-        values["quota_resets_at"] = time.time() + float(resets)
-    await ctx.pool.update_row(lease.token_id, values)
+    if ctx.engine.after_video is not None:
+        await ctx.engine.after_video(lease.token_id)
 
 
 async def _watermark_free(ctx: JobContext, lease: Lease, draft: dict[str, Any]) -> str | None:

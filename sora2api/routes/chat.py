@@ -32,8 +32,8 @@ def _chunk(run: JobRun, model: str, created: int, delta: dict[str, Any], finish:
 
 def failure_error(err: JobFailed) -> ApiError:
     """The HTTP error for a failed job (non-streaming callers get a real status)."""
-    if err.code == "no_available_tokens":
-        return UnavailableError(err.message)
+    if err.code in ("no_available_tokens", "server_restarting"):
+        return UnavailableError(err.message, code=err.code)
     if err.code in ("timeout",):
         return TimeoutError_(err.message)
     if err.code == "cancelled":
