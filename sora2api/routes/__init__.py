@@ -12,7 +12,7 @@ from .. import keys
 from ..auth import AdminSession
 from ..errors import AuthenticationError
 from ..media import serve_media
-from . import basic, chat, images, videos
+from . import basic, chat, images, panel, videos
 from . import tokens as token_routes
 
 Auth = Literal["public", "key", "key_or_admin", "admin"]
@@ -68,6 +68,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/tokens/{id}/update", token_routes.update_token, "admin"),
     Route("POST", "/api/tokens/{id}/activate", token_routes.activate_token, "admin"),
     Route("POST", "/api/tokens/{id}/refresh", token_routes.refresh_token, "admin"),
+    # The admin panel: one page (it routes itself), its static files, the API key reveal.
+    Route("GET", "/", panel.index, "public"),
+    Route("GET", "/login", panel.index, "public"),
+    Route("GET", "/static/{name}", panel.static, "public"),
+    Route("GET", "/api/admin/apikey", panel.api_key, "admin"),
 )
 
 
