@@ -170,6 +170,7 @@ SECTIONS: dict[str, type[Any]] = {
 }
 
 _ENV_PREFIX = "SORA2API_"
+_PROXY_SCHEMES = ("http://", "https://", "socks5://", "socks5h://", "socks4://")
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("generation", "content_format"): ("json", "markdown"),
     ("generation", "watermark_parse_method"): ("third_party", "custom"),
@@ -205,7 +206,14 @@ def coerce(section: str, key: str, value: Any, where: str) -> Any:
     choices = _CHOICES.get((section, key))
     if choices and value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    if (section, key) == ("upstream", "proxy") and value and not value.startswith(_PROXY_SCHEMES):
+        raise ConfigError(f"{name} must start with {', '.join(_PROXY_SCHEMES)} (or be empty)")
     return value
+
+
+def choices(section: str, key: str) -> tuple[str, ...] | None:
+    """The allowed values of a field that has a fixed set, else None."""
+    return _CHOICES.get((section, key))
 
 
 def _type_word(t: type[Any]) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .config import Config, ConfigError, coerce, field_types
+from .config import Config, ConfigError, choices, coerce, field_types
 from .errors import BadRequestError
 from .store import Store
 
@@ -149,6 +149,7 @@ class Settings:
                         "locked": source == "env",
                         "file_value": None if secret else getattr(getattr(self._base, section), key),
                         "secret": secret,
+                        "choices": choices(section, key),
                     }
                 )
         return out

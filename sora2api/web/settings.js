@@ -4,11 +4,6 @@
 import { api, apiKey, listOf } from "./api.js";
 import { act, badge, button, clear, field, fmtValue, h, notify } from "./dom.js";
 
-// describe() carries no choices; these mirror config._CHOICES (a row's own "choices" wins).
-const CHOICES = {
-  "generation.content_format": ["json", "markdown"],
-  "generation.watermark_parse_method": ["third_party", "custom"],
-};
 const SOURCE_TONE = { config: "neutral", panel: "info", env: "warn" };
 const SOURCE_TEXT = { config: "config.toml", panel: "saved in panel", env: "environment (locked)" };
 
@@ -52,7 +47,7 @@ function renderGroups(box, rows, reload) {
 }
 
 function control(row) {
-  const choices = row.choices || CHOICES[row.key];
+  const choices = row.choices;
   const common = { name: row.key, id: `setting-${row.key}`, disabled: Boolean(row.locked), dataset: { key: row.key } };
   if (row.type === "bool") return h("input", { ...common, type: "checkbox", checked: Boolean(row.value) });
   if (choices) {
