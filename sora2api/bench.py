@@ -1,0 +1,739 @@
+"""`make bench`: performance figures of sora2api against its simulator, all from one run.
+
+The simulator (`python -m sora2api.simulator`) and the server (`python -m sora2api --config`) run
+as separate processes on ephemeral 127.0.0.1 ports; the server's config.toml (in a temp dir, like
+its database and media cache) points every upstream host at the simulator, poll_interval 0.5 s.
+The server's memory comes from /proc/<pid>/status (VmRSS now, VmHWM peak; the peak is reset by
+writing 5 to /proc/<pid>/clear_refs) and its CPU time from /proc/<pid>/stat (utime + stime, all
+threads). Every figure is a ratio or a count against a target, never a wall-clock number: the
+machine is shared and noisy. Children run from cached bytecode (PYTHONPYCACHEPREFIX in the temp
+dir, compiled before they start), as an installed service would, even when the calling shell sets
+PYTHONDONTWRITEBYTECODE. Order: 4, 1, 2, 3 (idle figures first, the heaviest phase last).
+
+4. GET /v1/models against a bare aiohttp app (benchmarks/bare.py, run as a script so it imports
+   aiohttp and nothing else) returning the same bytes with the same content type. Not the same
+   work: sora2api also runs its middlewares and checks the API key, the bare app does neither;
+   that overhead is what is measured. One load generator (benchmarks/loadgen.py: raw keep-alive
+   HTTP/1.1, 50 connections, no pipelining, cheap enough that the server is the bottleneck) runs
+   in its own process, A/B alternating 5 times after a warm-up; best req/s of each, target
+   >= 80 %. Requests per server CPU-second are printed too, as a steadier view of the same cost.
+   Idle RSS right after start-up (one request served, no tokens) must be within 1.2x of the bare
+   app's.
+1. Upstream list polls. 100 streaming video jobs on 10 tokens (10 each). Once every job has
+   reported >= 30 % (below that a watcher polls at half rate), the simulator's journal is read
+   over a window of 10 poll intervals and the GETs of /backend/nf/pending* in it counted. One
+   watcher per token means about 10 polls per interval, not 100 (one per job). Target <= 12; the
+   drafts calls made when a task leaves pending are not counted.
+2. Caching a 500 MB video. A video job whose result the simulator serves as a 500 MB MP4, no
+   throttling. The server's peak RSS is reset before the job is submitted; its growth over the
+   whole job (cache step included) must stay under 32 MB. Cache throughput is 500 MB over the
+   time between the arrival of the SSE events "cache started" and "cache completed" at the client.
+   The baseline: this process copying the same simulator URL to a file in the same temp dir with
+   aiohttp in 256 KiB chunks. Each file is deleted before the next transfer, so no transfer pays
+   for the previous one's dirty pages. Three rounds (cache, copy), best of each; target >= 70 %.
+3. 1,000 concurrent streaming image jobs on 50 tokens (image_concurrency 20), about 4 s each
+   upstream, from one aiohttp session without a connection limit. All 1,000 must end with a
+   result, the server's peak RSS over the phase must stay under 200 MB, and the server's CPU
+   seconds per job are printed (no target; the driver's own CPU is not counted).
+
+Exit code 0 when every target passes, 1 when any fails, 2 when the bench itself cannot run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import resource
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+import orjson
+
+from .benchmarks.proc import (
+    MB,
+    BenchError,
+    Child,
+    child_env,
+    free_port,
+    precompile,
+    spawn,
+    wait_http,
+)
+
+API_KEY = "bench-key-0123456789"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+POLL_INTERVAL = 0.5
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+# 1: upstream polls
+POLL_TOKENS = 10
+POLL_JOBS = 100
+POLL_WINDOW_INTERVALS = 10
+POLL_TARGET = POLL_TOKENS * 1.2
+# 2: caching
+BIG_VIDEO = 500 * MB
+CACHE_ROUNDS = 3
+CACHE_RSS_LIMIT = 32 * MB
+CACHE_RATIO_TARGET = 0.70
+COPY_CHUNK = 256 * 1024
+# 3: many jobs
+MANY_TOKENS = 50
+MANY_JOBS = 1000
+MANY_IMAGE_CONCURRENCY = 20
+MANY_RSS_LIMIT = 200 * MB
+# 4: /v1/models
+LOAD_CONNECTIONS = 50
+LOAD_REQUESTS = 10000
+LOAD_ROUNDS = 5
+MODELS_RATIO_TARGET = 0.80
+IDLE_RSS_TARGET = 1.2
+
+
+@dataclass(frozen=True, slots=True)
+class Figure:
+    """One reported figure: what, the measured value, the target, and whether it passed."""
+
+    label: str
+    value: str
+    target: str
+    ok: bool | None  # None: reported only
+
+    @property
+    def verdict(self) -> str:
+        return "info" if self.ok is None else ("PASS" if self.ok else "FAIL")
+
+
+@dataclass(slots=True)
+class StreamResult:
+    """What the client saw of one streaming chat completion."""
+
+    status: int
+    done: bool = False
+    content: str | None = None
+    error: str | None = None
+
+    @property
+    def completed(self) -> bool:
+        return self.status == 200 and self.done and self.content is not None and self.error is None
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _toml(data: dict[str, dict[str, Any]]) -> str:
+    lines: list[str] = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            # JSON strings, numbers and booleans are valid TOML values.
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+async def read_stream(
+    resp: aiohttp.ClientResponse, on_event: Callable[[dict[str, Any], float], None] | None = None
+) -> StreamResult:
+    """Consume an SSE chat stream; on_event gets each reasoning_content with its arrival time."""
+    result = StreamResult(resp.status)
+    if resp.status != 200:
+        result.error = (await resp.text())[:300]
+        return result
+    async for raw in resp.content:
+        line = raw.rstrip(b"\r\n")
+        if not line.startswith(b"data: "):
+            continue
+        payload = line[6:]
+        if payload == b"[DONE]":
+            result.done = True
+            break
+        frame = orjson.loads(payload)
+        if "error" in frame:
+            result.error = str(frame["error"].get("message"))
+            continue
+        choice = frame["choices"][0]
+        delta = choice["delta"]
+        reasoning = delta.get("reasoning_content")
+        if reasoning and on_event is not None:
+            on_event(reasoning, time.perf_counter())
+        if choice.get("finish_reason"):
+            result.content = delta.get("content")
+    return result
+
+
+class Bench:
+    """The processes under test and the four measurements."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.children: list[Child] = []
+        self.figures: list[Figure] = []
+        self.sim_url = ""
+        self.server_url = ""
+        self.server: Child | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.accounts: list[dict[str, Any]] = []
+
+    # -- processes -------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str]) -> Child:
+        child = spawn(name, argv, self.tmp, cwd=ROOT)
+        self.children.append(child)
+        return child
+
+    async def start(self) -> None:
+        await asyncio.to_thread(
+            precompile,
+            sys.executable,
+            [
+                "sora2api.__main__",
+                "sora2api.app",
+                "sora2api.simulator.__main__",
+                "aiohttp.web",
+                "json",
+            ],
+            self.tmp / "pycache",
+            ROOT,
+        )
+        sim_port = free_port()
+        self.sim_url = f"http://127.0.0.1:{sim_port}"
+        # time-scale 1: the bench sets every duration it needs, in real seconds, per phase.
+        sim = self._spawn(
+            "simulator",
+            [
+                sys.executable,
+                "-m",
+                "sora2api.simulator",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(sim_port),
+                "--time-scale",
+                "1",
+                "--accounts",
+                "0",
+            ],
+        )
+        await wait_http(sim, self.sim_url + "/_sim/settings")
+        port = free_port()
+        self.server_url = f"http://127.0.0.1:{port}"
+        config = {
+            "server": {"host": "127.0.0.1", "port": port},
+            "auth": {"api_key": API_KEY},
+            "storage": {"db_path": "db.sqlite", "media_dir": "media"},
+            "upstream": {
+                "base_url": self.sim_url + "/backend",
+                "session_url": self.sim_url + "/api/auth/session",
+                "oauth_url": self.sim_url + "/oauth/token",
+                "third_party_url": self.sim_url + "/thirdparty/MP4/{post_id}.mp4",
+                "poll_interval": POLL_INTERVAL,
+                "request_timeout": 30.0,
+            },
+            "generation": {"queue_timeout": 120.0},
+        }
+        config_path = self.tmp / "config.toml"
+        config_path.write_text(_toml(config))
+        self.server = self._spawn(
+            "sora2api", [sys.executable, "-m", "sora2api", "--config", str(config_path)]
+        )
+        await wait_http(self.server, self.server_url + "/health")
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            with contextlib.suppress(Exception):
+                child.stop()
+
+    # -- small HTTP helpers ----------------------------------------------------------------
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        assert self.session is not None
+        return self.session
+
+    async def sim(self, method: str, path: str, body: Any = None) -> Any:
+        async with self.http.request(method, self.sim_url + path, json=body) as resp:
+            data = await resp.read()
+            if resp.status >= 300:
+                raise BenchError(f"simulator {method} {path}: HTTP {resp.status}: {data[:300]!r}")
+            return orjson.loads(data) if data else None
+
+    async def add_tokens(self, count: int) -> None:
+        """Add simulator accounts and register their access tokens with the server."""
+        sem = asyncio.Semaphore(8)
+
+        async def one(n: int) -> None:
+            account = await self.sim(
+                "POST",
+                "/_sim/accounts",
+                {
+                    "email": f"bench{n}@sim.example",
+                    "max_concurrent_videos": 10,
+                    "quota": 10000,
+                    "at_ttl": 30 * 86400.0,
+                },
+            )
+            async with (
+                sem,
+                self.http.post(
+                    self.server_url + "/api/tokens",
+                    json={
+                        "token": account["access_token"],
+                        "image_concurrency": MANY_IMAGE_CONCURRENCY,
+                        "video_concurrency": 10,
+                    },
+                    headers=AUTH,
+                ) as resp,
+            ):
+                if resp.status not in (200, 201):
+                    raise BenchError(
+                        f"POST /api/tokens: HTTP {resp.status}: {(await resp.text())[:300]}"
+                    )
+            self.accounts.append(account)
+
+        start = len(self.accounts)
+        async with asyncio.timeout(120):
+            await asyncio.gather(*(one(n) for n in range(start, start + count)))
+
+    async def chat(
+        self,
+        session: aiohttp.ClientSession,
+        model: str,
+        prompt: str,
+        on_event: Callable[[dict[str, Any], float], None] | None = None,
+    ) -> StreamResult:
+        body = {"model": model, "messages": [{"role": "user", "content": prompt}], "stream": True}
+        async with session.post(
+            self.server_url + "/v1/chat/completions",
+            json=body,
+            headers=AUTH,
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
+        ) as resp:
+            return await read_stream(resp, on_event)
+
+    def record(self, fig: Figure) -> None:
+        self.figures.append(fig)
+        _say(f"    -> {fig.label}: {fig.value}   target {fig.target}   {fig.verdict}")
+
+    # -- 4. /v1/models and idle RSS --------------------------------------------------------
+
+    async def measure_models(self) -> None:
+        assert self.server is not None
+        _say("[4] GET /v1/models against a bare aiohttp app, idle RSS")
+        async with self.http.get(self.server_url + "/v1/models", headers=AUTH) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                raise BenchError(f"GET /v1/models: HTTP {resp.status}")
+        body_file = self.tmp / "models.json"
+        body_file.write_bytes(body)
+        bare_port = free_port()
+        bare = self._spawn(
+            "bare",
+            [sys.executable, str(HERE / "benchmarks" / "bare.py"), str(bare_port), str(body_file)],
+        )
+        bare_url = f"http://127.0.0.1:{bare_port}/v1/models"
+        await wait_http(bare, bare_url)
+        async with self.http.get(bare_url) as resp:
+            if await resp.read() != body:
+                raise BenchError("the bare app does not return the same bytes")
+        await asyncio.sleep(1.0)
+        server_idle, bare_idle = self.server.rss(), bare.rss()
+        _say(
+            f"    idle RSS: sora2api {server_idle / MB:.1f} MB, bare aiohttp {bare_idle / MB:.1f} MB"
+        )
+
+        sora_port = int(self.server_url.rsplit(":", 1)[1])
+        targets = {
+            "sora2api": (sora_port, f"Bearer {API_KEY}", self.server),
+            "bare": (bare_port, "", bare),
+        }
+
+        async def load(name: str, requests: int) -> dict[str, float]:
+            port, auth, child = targets[name]
+            cpu0 = child.cpu_seconds()
+            argv = [
+                sys.executable,
+                str(HERE / "benchmarks" / "loadgen.py"),
+                "127.0.0.1",
+                str(port),
+                "/v1/models",
+                str(LOAD_CONNECTIONS),
+                str(requests),
+            ]
+            if auth:
+                argv.append(auth)
+            proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=child_env(self.tmp / "pycache"),
+            )
+            try:
+                async with asyncio.timeout(150):
+                    out, err = await proc.communicate()
+            finally:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+            if proc.returncode != 0:
+                raise BenchError(f"load generator failed on {name}: {err.decode()[-500:]}")
+            result = json.loads(out)
+            if result["errors"]:
+                raise BenchError(f"{name}: {result['errors']} non-200 answers to GET /v1/models")
+            result["cpu"] = child.cpu_seconds() - cpu0
+            return result
+
+        for name in targets:  # warm-up, not counted
+            await load(name, 2000)
+        best: dict[str, float] = {name: 0.0 for name in targets}
+        # Requests per CPU-second of the server process: what it could serve on a core of its
+        # own. Steadier than req/s when other work shares the two cores; reported alongside.
+        per_cpu: dict[str, float] = {name: 0.0 for name in targets}
+        for n in range(LOAD_ROUNDS):
+            line = []
+            for name in targets:
+                result = await load(name, LOAD_REQUESTS)
+                best[name] = max(best[name], result["rps"])
+                rate = result["requests"] / max(result["cpu"], 1e-3)
+                per_cpu[name] = max(per_cpu[name], rate)
+                line.append(f"{name} {result['rps']:6.0f} req/s ({rate:6.0f} per CPU-s)")
+            _say(f"    run {n + 1}: " + ", ".join(line))
+        bare.stop()
+        ratio = best["sora2api"] / best["bare"]
+        self.record(
+            Figure(
+                "GET /v1/models req/s vs bare aiohttp",
+                f"{ratio:.0%} ({best['sora2api']:.0f} vs {best['bare']:.0f} req/s, best of {LOAD_ROUNDS})",
+                f">= {MODELS_RATIO_TARGET:.0%}",
+                ratio >= MODELS_RATIO_TARGET,
+            )
+        )
+        cpu_ratio = per_cpu["sora2api"] / per_cpu["bare"]
+        self.record(
+            Figure(
+                "GET /v1/models requests per server CPU-s vs bare",
+                f"{cpu_ratio:.0%} ({per_cpu['sora2api']:.0f} vs {per_cpu['bare']:.0f}, best of {LOAD_ROUNDS})",
+                "(reported)",
+                None,
+            )
+        )
+        rss_ratio = server_idle / bare_idle
+        self.record(
+            Figure(
+                "idle RSS vs bare aiohttp",
+                f"{rss_ratio:.2f}x ({server_idle / MB:.1f} vs {bare_idle / MB:.1f} MB)",
+                f"<= {IDLE_RSS_TARGET:.1f}x",
+                rss_ratio <= IDLE_RSS_TARGET,
+            )
+        )
+
+    # -- 1. upstream polls -----------------------------------------------------------------
+
+    async def measure_polls(self) -> None:
+        _say(f"[1] upstream list polls: {POLL_JOBS} video jobs on {POLL_TOKENS} tokens")
+        await self.add_tokens(POLL_TOKENS)
+        # 16 s per video: past 30 % after ~5 s, still short of 99 % at the end of the window.
+        await self.sim(
+            "POST", "/_sim/settings", {"video_seconds": 16.0, "video_queue_seconds": 0.5}
+        )
+        await self.sim("DELETE", "/_sim/journal")
+        progress: dict[int, float] = {}
+        all_past = asyncio.Event()
+
+        def watch(i: int) -> Callable[[dict[str, Any], float], None]:
+            def on_event(event: dict[str, Any], _: float) -> None:
+                if event.get("stage") == "generation" and event.get("progress") is not None:
+                    progress[i] = max(progress.get(i, 0.0), float(event["progress"]))
+                    if len(progress) == POLL_JOBS and min(progress.values()) >= 30.0:
+                        all_past.set()
+
+            return on_event
+
+        jobs = [
+            asyncio.create_task(
+                self.chat(self.http, "sora-video-10s", f"bench video {i}", watch(i))
+            )
+            for i in range(POLL_JOBS)
+        ]
+        try:
+            try:
+                async with asyncio.timeout(60):
+                    await all_past.wait()
+            except TimeoutError:
+                raise BenchError(
+                    f"only {sum(p >= 30 for p in progress.values())} of {POLL_JOBS} video jobs "
+                    "reached 30 % within 60 s"
+                ) from None
+            t0 = time.time()
+            await asyncio.sleep(POLL_WINDOW_INTERVALS * POLL_INTERVAL)
+            t1 = time.time()
+            highest = max(progress.values())
+            journal = await self.sim("GET", "/_sim/journal?method=GET&path=/backend/nf/pending*")
+            async with asyncio.timeout(90):
+                results = await asyncio.gather(*jobs, return_exceptions=True)
+        finally:
+            for job in jobs:
+                job.cancel()
+        in_window = [e for e in journal if t0 <= e["ts"] < t1]
+        busy = len({e["account_email"] for e in in_window})
+        per_interval = len(in_window) / ((t1 - t0) / POLL_INTERVAL)
+        completed = sum(isinstance(r, StreamResult) and r.completed for r in results)
+        _say(
+            f"    window {t1 - t0:.2f} s = {(t1 - t0) / POLL_INTERVAL:.1f} intervals of {POLL_INTERVAL:g} s, "
+            f"{len(in_window)} pending polls from {busy} accounts; highest progress at the end {highest:.0f} %; "
+            f"{completed}/{POLL_JOBS} jobs completed"
+        )
+        _say(
+            f"    pending polls per interval: {per_interval:.1f} (busy tokens {busy}, jobs {POLL_JOBS})"
+        )
+        self.record(
+            Figure(
+                "pending polls per interval",
+                f"{per_interval:.1f} (busy tokens {busy}, jobs {POLL_JOBS})",
+                f"<= {POLL_TARGET:g}",
+                per_interval <= POLL_TARGET and busy == POLL_TOKENS and completed == POLL_JOBS,
+            )
+        )
+
+    # -- 3. many concurrent jobs -----------------------------------------------------------
+
+    async def measure_many(self) -> None:
+        assert self.server is not None
+        _say(f"[3] {MANY_JOBS} concurrent streaming image jobs on {MANY_TOKENS} tokens")
+        await self.add_tokens(MANY_TOKENS - len(self.accounts))
+        await self.sim("POST", "/_sim/settings", {"image_seconds": 4.0})
+        await self.sim("DELETE", "/_sim/journal")
+        await asyncio.sleep(POLL_INTERVAL * 2)  # let earlier jobs' stragglers settle
+        self.server.reset_peak()
+        cpu0 = self.server.cpu_seconds()
+        began = time.perf_counter()
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            jobs = [
+                asyncio.create_task(self.chat(session, "sora-image", f"bench image {i}"))
+                for i in range(MANY_JOBS)
+            ]
+            try:
+                async with asyncio.timeout(240):
+                    results = await asyncio.gather(*jobs, return_exceptions=True)
+            except TimeoutError:
+                raise BenchError(
+                    f"{sum(j.done() for j in jobs)} of {MANY_JOBS} image jobs finished within 240 s"
+                ) from None
+            finally:
+                for job in jobs:
+                    job.cancel()
+        elapsed = time.perf_counter() - began
+        cpu = self.server.cpu_seconds() - cpu0
+        peak = self.server.peak_rss()
+        completed = sum(isinstance(r, StreamResult) and r.completed for r in results)
+        failures = [r for r in results if not (isinstance(r, StreamResult) and r.completed)]
+        if failures:
+            sample = failures[0]
+            why = (
+                repr(sample)
+                if isinstance(sample, BaseException)
+                else f"{sample.status} {sample.error}"
+            )
+            _say(f"    {len(failures)} jobs did not complete; first: {why}")
+        _say(
+            f"    {completed}/{MANY_JOBS} completed in {elapsed:.1f} s; server CPU {cpu:.1f} s; "
+            f"peak RSS {peak / MB:.1f} MB"
+        )
+        self.record(
+            Figure(
+                f"{MANY_JOBS} concurrent streaming jobs completed",
+                f"{completed}",
+                f"= {MANY_JOBS}",
+                completed == MANY_JOBS,
+            )
+        )
+        self.record(
+            Figure(
+                "server peak RSS during those jobs",
+                f"{peak / MB:.1f} MB",
+                f"< {MANY_RSS_LIMIT // MB} MB",
+                peak < MANY_RSS_LIMIT,
+            )
+        )
+        self.record(
+            Figure(
+                "server CPU seconds per job",
+                f"{cpu / MANY_JOBS:.4f} s ({cpu:.1f} CPU-s / {MANY_JOBS} jobs)",
+                "(reported)",
+                None,
+            )
+        )
+
+    # -- 2. caching a 500 MB video ---------------------------------------------------------
+
+    async def _cache_round(self) -> tuple[float, int, str]:
+        """One video job served as BIG_VIDEO bytes: (cache seconds, peak RSS growth, media URL)."""
+        assert self.server is not None
+        await self.sim(
+            "POST",
+            "/_sim/scenario",
+            {
+                "outcome": "success",
+                "target": "video",
+                "times": 1,
+                "video_bytes": BIG_VIDEO,
+                "seconds": 2.0,
+            },
+        )
+        await self.sim("DELETE", "/_sim/journal")
+        stamps: dict[str, float] = {}
+
+        def on_event(event: dict[str, Any], at: float) -> None:
+            if event.get("stage") == "cache":
+                stamps[str(event.get("status"))] = at
+
+        self.server.reset_peak()
+        base = self.server.rss()
+        async with asyncio.timeout(180):
+            result = await self.chat(self.http, "sora-video-10s", "bench big video", on_event)
+        growth = self.server.peak_rss() - base
+        if not result.completed or "started" not in stamps or "completed" not in stamps:
+            raise BenchError(f"the 500 MB video job did not complete: {result}")
+        cached = [p for p in (self.tmp / "media").glob("*.mp4") if p.stat().st_size == BIG_VIDEO]
+        if not cached:
+            raise BenchError("no 500 MB file in the media cache after the job")
+        # Gone before the copy runs: its dirty pages would otherwise slow the copy's writes.
+        for path in cached:
+            path.unlink()
+        journal = await self.sim("GET", "/_sim/journal?method=GET&path=/media/*")
+        if not journal:
+            raise BenchError("the simulator saw no media download")
+        entry = journal[-1]
+        url = f"{self.sim_url}{entry['path']}?{urlencode(entry['query'])}"
+        return stamps["completed"] - stamps["started"], growth, url
+
+    async def _copy(self, url: str) -> float:
+        """The baseline: stream the URL to a file in the same temp dir; returns seconds."""
+        target = self.tmp / "baseline.mp4"
+        written = 0
+        began = time.perf_counter()
+        async with (
+            asyncio.timeout(180),
+            self.http.get(url, timeout=aiohttp.ClientTimeout(total=None)) as resp,
+        ):
+            if resp.status != 200:
+                raise BenchError(f"baseline download: HTTP {resp.status}")
+            with target.open("wb") as f:
+                async for chunk in resp.content.iter_chunked(COPY_CHUNK):
+                    written += len(chunk)
+                    f.write(chunk)
+        elapsed = time.perf_counter() - began
+        target.unlink()
+        if written != BIG_VIDEO:
+            raise BenchError(f"baseline download got {written} of {BIG_VIDEO} bytes")
+        return elapsed
+
+    async def measure_cache(self) -> None:
+        _say("[2] caching a 500 MB video")
+        best_cache = best_copy = float("inf")
+        worst_growth = 0
+        for n in range(CACHE_ROUNDS):
+            seconds, growth, url = await self._cache_round()
+            copy = await self._copy(url)
+            best_cache, best_copy = min(best_cache, seconds), min(best_copy, copy)
+            worst_growth = max(worst_growth, growth)
+            _say(
+                f"    round {n + 1}: cache {BIG_VIDEO / MB / seconds:.0f} MB/s "
+                f"(peak RSS +{growth / MB:.1f} MB), plain copy {BIG_VIDEO / MB / copy:.0f} MB/s"
+            )
+        cache_rate, copy_rate = BIG_VIDEO / MB / best_cache, BIG_VIDEO / MB / best_copy
+        ratio = cache_rate / copy_rate
+        self.record(
+            Figure(
+                "500 MB cache: server peak RSS growth",
+                f"{worst_growth / MB:.1f} MB (worst of {CACHE_ROUNDS})",
+                f"< {CACHE_RSS_LIMIT // MB} MB",
+                worst_growth < CACHE_RSS_LIMIT,
+            )
+        )
+        self.record(
+            Figure(
+                "500 MB cache throughput vs plain copy",
+                f"{ratio:.0%} ({cache_rate:.0f} vs {copy_rate:.0f} MB/s, best of {CACHE_ROUNDS})",
+                f">= {CACHE_RATIO_TARGET:.0%}",
+                ratio >= CACHE_RATIO_TARGET,
+            )
+        )
+
+    # -- the run ---------------------------------------------------------------------------
+
+    def summary(self) -> bool:
+        width = max(len(f.label) for f in self.figures)
+        vwidth = max(len(f.value) for f in self.figures)
+        twidth = max(len(f.target) for f in self.figures)
+        _say("")
+        _say("summary")
+        _say(f"  {'figure':{width}}  {'value':{vwidth}}  {'target':{twidth}}  result")
+        for f in self.figures:
+            _say(f"  {f.label:{width}}  {f.value:{vwidth}}  {f.target:{twidth}}  {f.verdict}")
+        failed = [f for f in self.figures if f.ok is False]
+        _say(
+            f"{len(self.figures) - len(failed)} of {len(self.figures)} figures pass"
+            if not failed
+            else f"{len(failed)} figure(s) FAIL"
+        )
+        return not failed
+
+
+async def _run(tmp: Path) -> bool:
+    bench = Bench(tmp)
+    try:
+        await bench.start()
+        _say(
+            f"simulator {bench.sim_url}, sora2api {bench.server_url} (pid {bench.server.pid if bench.server else '?'}), "
+            f"poll_interval {POLL_INTERVAL:g} s, temp dir {tmp}"
+        )
+        await bench.measure_models()
+        await bench.measure_polls()
+        await bench.measure_cache()
+        await bench.measure_many()
+        return bench.summary()
+    finally:
+        if bench.session is not None:
+            await bench.session.close()
+        bench.stop()
+
+
+def _on_term(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # runs the finally blocks that stop the children
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _on_term)
+    # 1,000 client sockets here plus as many in the server: make sure the fd limit is not the test.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and (hard == resource.RLIM_INFINITY or soft < hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    tmp = Path(tempfile.mkdtemp(prefix="sora2api-bench-"))
+    began = time.monotonic()
+    try:
+        ok = asyncio.run(_run(tmp))
+    except BenchError as exc:
+        print(f"bench: {exc}", file=sys.stderr, flush=True)
+        return 2
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _say(f"bench took {time.monotonic() - began:.0f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
