@@ -59,6 +59,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("[security]\nallow_private_urls = 1", "[security] allow_private_urls must be true or false"),
         ("[generation]\ncontent_format = 'html'", "content_format must be one of json, markdown"),
         ("[upstream]\npoll_interval = -1", "must not be negative"),
+        ("[upstream]\nproxy = 'ftp://x'", "[upstream] proxy must start with http://"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path: Path, text: str, fragment: str) -> None:
