@@ -27,7 +27,7 @@ from .watcher import Watchers
 log = logging.getLogger(__name__)
 
 ACTIVE = ("queued", "in_progress")
-# Progress is persisted at most this often per job (stage changes are written at once).
+# Stage and progress are persisted at most this often per job.
 _PROGRESS_WRITE_INTERVAL = 2.0
 
 
@@ -155,8 +155,10 @@ class JobContext:
         values: dict[str, Any] = {"stage": stage}
         if progress is not None:
             values["progress"] = progress
+        # Stage and progress are for display: write them at most every couple of seconds. What
+        # a restart needs (token, task id, phase, result) goes through save() at once.
         now = time.monotonic()
-        if status != "processing" or now - self._last_write >= _PROGRESS_WRITE_INTERVAL:
+        if now - self._last_write >= _PROGRESS_WRITE_INTERVAL:
             self._last_write = now
             await self.save(**values)
 
