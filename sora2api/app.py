@@ -16,6 +16,7 @@ from .flows.generate import resume_flow, run_flow
 from .jobs import JobEngine
 from .media import media_context
 from .pool import TokenPool
+from .reqlog import reqlog_ctx, request_log_middleware
 from .routes import Handler, add_routes
 from .settings import Settings
 from .store import Store
@@ -94,11 +95,13 @@ async def _release_followers(app: web.Application) -> None:
 def create_app(config: Config) -> web.Application:
     """Build the whole service for one config."""
     app = web.Application(
-        middlewares=[error_middleware, body_limit_middleware],
+        # The request log is outermost so it sees the final status of every answer.
+        middlewares=[request_log_middleware, error_middleware, body_limit_middleware],
         client_max_size=config.security.max_body_mb * 1024 * 1024,
     )
     app[keys.CONFIG] = config
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(reqlog_ctx)  # batched request-log writer + retention
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(media_context)
     app.cleanup_ctx.append(_pool_ctx)

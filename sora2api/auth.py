@@ -30,6 +30,14 @@ def mask(secret: str | None) -> str:
     return "…" + secret[-4:] if len(secret) > 8 else "…"
 
 
+def mask_email(email: str | None) -> str:
+    """An account email safe for listings and logs: the first two letters and the domain."""
+    if not email:
+        return ""
+    local, at, domain = email.partition("@")
+    return f"{local[: 2 if len(local) > 4 else 1]}***{at}{domain}"
+
+
 def _hash_password(password: str, salt: bytes) -> str:
     return hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32).hex()
 

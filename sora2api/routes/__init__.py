@@ -10,9 +10,9 @@ from aiohttp import web
 
 from .. import keys
 from ..auth import AdminSession
-from ..errors import AuthenticationError
+from ..errors import AuthenticationError, PermissionError_
 from ..media import serve_media
-from . import basic, chat, images, panel, videos
+from . import admin, basic, chat, images, panel, public, videos
 from . import tokens as token_routes
 
 Auth = Literal["public", "key", "key_or_admin", "admin"]
@@ -68,12 +68,42 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/tokens/{id}/update", token_routes.update_token, "admin"),
     Route("POST", "/api/tokens/{id}/activate", token_routes.activate_token, "admin"),
     Route("POST", "/api/tokens/{id}/refresh", token_routes.refresh_token, "admin"),
+    # Sora data through one token. /api/characters/search must precede /api/characters/{id}.
+    Route("GET", "/api/characters/search", public.search_characters, "key"),
+    Route("GET", "/api/feed", public.public_feed, "key"),
+    Route("GET", "/api/tokens/{id}/profile-feed", public.token_profile_feed, "key"),
+    Route("GET", "/api/profile/{username}", public.profile, "key"),
+    Route("GET", "/api/user/{user_id}/feed", public.user_feed, "key"),
+    Route("GET", "/api/public/stats", public.public_stats, "key"),
+    Route("GET", "/api/public/invite-code", public.invite_code, "key"),
+    # The admin panel's API (session).
+    Route("POST", "/api/login", admin.login, "public"),
+    Route("POST", "/api/logout", admin.logout, "admin"),
+    Route("GET", "/api/admin/me", admin.me, "admin"),
+    Route("POST", "/api/admin/password", admin.change_password, "admin"),
+    Route("POST", "/api/admin/apikey", admin.set_api_key, "admin"),
+    Route("GET", "/api/admin/settings", admin.get_settings, "admin"),
+    Route("PUT", "/api/admin/settings", admin.put_settings, "admin"),
+    Route("GET", "/api/logs", admin.list_logs, "admin"),
+    Route("GET", "/api/stats", admin.admin_stats, "admin"),
+    Route("GET", "/api/jobs", admin.list_jobs, "admin"),
+    Route("GET", "/api/jobs/{id}", admin.get_job, "admin"),
+    Route("POST", "/api/jobs/{id}/cancel", admin.cancel_job, "admin"),
+    Route("GET", "/api/characters", admin.list_characters, "admin"),
+    Route("GET", "/api/characters/by-token/{id}", admin.characters_by_token, "admin"),
+    Route("GET", "/api/characters/{id}", admin.get_character, "admin"),
+    Route("POST", "/api/characters/{id}/visibility", admin.set_character_visibility, "admin"),
+    Route("DELETE", "/api/characters/{id}", admin.delete_character, "admin"),
     # The admin panel: one page (it routes itself), its static files, the API key reveal.
     Route("GET", "/", panel.index, "public"),
     Route("GET", "/login", panel.index, "public"),
     Route("GET", "/static/{name}", panel.static, "public"),
     Route("GET", "/api/admin/apikey", panel.api_key, "admin"),
 )
+
+
+# What a session may still do while the admin password is the default: everything else is 403.
+_PASSWORD_CHANGE_PATHS = frozenset({"/api/admin/me", "/api/admin/password", "/api/logout"})
 
 
 def _guarded(route: Route) -> Handler:
@@ -91,6 +121,11 @@ def _guarded(route: Route) -> Handler:
             session = await auth.session(request)
             if session is not None:
                 request[ADMIN] = session
+                if auth.password_is_default and route.path not in _PASSWORD_CHANGE_PATHS:
+                    raise PermissionError_(
+                        "Change the default admin password first: POST /api/admin/password",
+                        code="password_change_required",
+                    )
             elif level == "key_or_admin" and auth.api_key_matches(request):
                 pass
             else:

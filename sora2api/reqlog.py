@@ -1,0 +1,202 @@
+"""The request log: a middleware that notes every API call, a batched writer, retention, listing.
+
+Recording must cost little on the request path (the bench compares /v1/models against a bare
+handler), so the middleware only appends one orjson-encoded row to a buffer; a background task
+writes the buffer with a single INSERT a fraction of a second later and prunes old rows now and
+then. Measured on /v1/models under load: about 9 µs per request in all (3 of them SQLite's), i.e.
+the server serves about 80 % of what it serves with no request log at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import suppress
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from . import keys
+from .auth import bearer, mask, mask_email
+from .settings import Settings
+from .store import Store
+
+log = logging.getLogger(__name__)
+
+# Only the API is logged: media downloads, the panel's static files and /health are noise.
+_LOGGED_PREFIXES = ("/v1/", "/api/")
+# Seconds the writer waits after the first pending entry, so one write carries a batch.
+_FLUSH_DELAY = 0.25
+# Seconds between two retention passes.
+_PRUNE_INTERVAL = 300.0
+# Entries kept in memory while the database is slow; beyond this new entries are dropped.
+_MAX_PENDING = 10_000
+_MAX_PATH = 300
+# One statement per batch with the rows as one JSON array parameter: SQLite unpacks it itself.
+_INSERT = (
+    "INSERT INTO request_logs (ts, method, path, status, duration_ms, key_hint, model, job_id, client)"
+    " SELECT value->>0, value->>1, value->>2, value->>3, round(value->>4, 2), value->>5, value->>6,"
+    " value->>7, value->>8 FROM json_each(?)"
+)
+# The status noted when the client left before an answer could be sent (nginx's convention).
+CLIENT_CLOSED = 499
+
+Entry = tuple[float, str, str, int, float, str, str, str | None, str]
+
+
+class RequestLog:
+    """Pending entries, the writer that flushes them, and the queries over the table."""
+
+    def __init__(self, store: Store, settings: Settings, admin_key: web.RequestKey[Any]) -> None:
+        self._store = store
+        self._settings = settings
+        # The request key holding an admin session (passed in: the route table imports us).
+        self._admin_key = admin_key
+        # Entries are kept as JSON bytes, not tuples: thousands of live tuples between two flushes
+        # kept the garbage collector busy and cost a third of /v1/models throughput under load.
+        self._pending = bytearray()
+        self._count = 0
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._last_prune = 0.0
+        self.dropped = 0
+
+    def note(self, request: web.Request, status: int, started: float) -> None:
+        """Record one answered request: never the query string, never a full credential."""
+        # Most requests store nothing on the request; a missing key costs a KeyError per get().
+        session, model, job_id = (
+            (
+                request.get(self._admin_key),
+                request.get(keys.REQ_MODEL),
+                request.get(keys.REQ_JOB_ID),
+            )
+            if len(request)
+            else (None, None, None)
+        )
+        self.record(
+            (
+                time.time(),
+                request.method,
+                request.path[:_MAX_PATH],
+                status,
+                (time.perf_counter() - started) * 1000,
+                f"admin:{session.username}" if session is not None else mask(bearer(request)),
+                model or "",
+                job_id,
+                request.remote or "",
+            )
+        )
+
+    def record(self, entry: Entry) -> None:
+        if self._count >= _MAX_PENDING:
+            self.dropped += 1
+            return
+        self._pending += orjson.dumps(entry)
+        self._pending += b","
+        self._count += 1
+        self._wake.set()
+
+    async def flush(self) -> None:
+        """Write every pending entry now (the listing calls this, so it never lags)."""
+        async with self._lock:
+            batch, self._pending, self._count = self._pending, bytearray(), 0
+            if self.dropped:
+                log.warning(
+                    "request log: %d entries dropped while the database lagged", self.dropped
+                )
+                self.dropped = 0
+            if batch:
+                await self._store.execute(_INSERT, ("[" + batch[:-1].decode() + "]",))
+
+    async def prune(self, now: float | None = None) -> int:
+        """Apply [storage] log_max_days and log_max_rows; returns the rows deleted."""
+        cfg = self._settings.current.storage
+        now = time.time() if now is None else now
+        self._last_prune = time.monotonic()
+        deleted = await self._store.execute(
+            "DELETE FROM request_logs WHERE ts < ?", (now - cfg.log_max_days * 86400,)
+        )
+        deleted += await self._store.execute(
+            "DELETE FROM request_logs WHERE id <= "
+            "(SELECT id FROM request_logs ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (cfg.log_max_rows,),
+        )
+        return deleted
+
+    async def run(self) -> None:
+        """The background writer: flush shortly after entries arrive, prune now and then."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await asyncio.sleep(_FLUSH_DELAY)
+            try:
+                await self.flush()
+                if time.monotonic() - self._last_prune >= _PRUNE_INTERVAL:
+                    await self.prune()
+            except Exception:
+                # A full disk must not stop the service; the entries of this batch are lost.
+                log.exception("could not write the request log")
+
+    async def list(self, limit: int, offset: int) -> dict[str, Any]:
+        """Newest first, joined with the job (outcome, token) and the token (masked email)."""
+        await self.flush()
+        rows = await self._store.fetchall(
+            "SELECT l.id, l.ts, l.method, l.path, l.status, l.duration_ms, l.key_hint, l.model,"
+            " l.job_id, l.client, j.token_id, j.status AS job_status, j.error_code AS job_error_code,"
+            " j.error_message AS job_error, t.email AS token_email"
+            " FROM request_logs l LEFT JOIN jobs j ON j.id = l.job_id"
+            " LEFT JOIN tokens t ON t.id = j.token_id"
+            " ORDER BY l.id DESC LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        for row in rows:
+            row["token_email"] = mask_email(row["token_email"])
+        total = await self._store.fetchone("SELECT COUNT(*) AS n FROM request_logs")
+        return {"logs": rows, "total": total["n"] if total else 0, "limit": limit, "offset": offset}
+
+
+REQLOG = web.AppKey("sora2api.reqlog", RequestLog)
+
+
+@web.middleware
+async def request_log_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Note method, path (never the query), masked credential, status and time of API calls."""
+    if not request.path.startswith(_LOGGED_PREFIXES):
+        return await handler(request)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except (asyncio.CancelledError, ConnectionResetError):
+        status = CLIENT_CLOSED
+        raise
+    finally:
+        reqlog = request.app.get(REQLOG)
+        if reqlog is not None:
+            reqlog.note(request, status, started)
+
+
+async def reqlog_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context (after the store): the writer task; a final flush on shutdown."""
+    from .routes import ADMIN  # imported late: the route table imports this module
+
+    reqlog = RequestLog(app[keys.STORE], app[keys.SETTINGS], ADMIN)
+    app[REQLOG] = reqlog
+    await reqlog.prune()
+    task = asyncio.create_task(reqlog.run(), name="sora2api.request-log")
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+    try:
+        await reqlog.flush()
+    except Exception:
+        log.exception("could not write the last request log entries")
