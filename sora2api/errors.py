@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from . import keys
+
 log = logging.getLogger(__name__)
 
 
@@ -147,10 +149,18 @@ def _from_http_exception(exc: web.HTTPException) -> ApiError:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into the OpenAI error envelope with the right status."""
+async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run a handler and turn every failure into the OpenAI error envelope with the right status.
+    A declared body over [security] max_body_mb is refused before anything reads it."""
     try:
+        length = request.content_length
+        if length is not None:
+            limit = request.app[keys.CONFIG].security.max_body_mb * 1024 * 1024
+            if length > limit:
+                raise PayloadTooLargeError(
+                    f"Request body of {length} bytes is over the "
+                    f"{limit // (1024 * 1024)} MB limit ([security] max_body_mb)"
+                )
         return await handler(request)
     except ApiError as exc:
         if exc.status >= 500:
@@ -168,3 +178,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(ApiError("Internal server error"))
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`answer` as a middleware of its own (the service folds it into one layer, see app.py)."""
+    return await answer(request, handler)

@@ -1,4 +1,5 @@
-"""The request log: a middleware that notes every API call, a batched writer, retention, listing.
+"""The request log: what the service middleware notes of every API call, a batched writer,
+retention and the listing.
 
 Recording must cost little on the request path (the bench compares /v1/models against a bare
 handler), so the middleware only appends one orjson-encoded row to a buffer; a background task
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 from typing import Any
 
@@ -27,7 +28,7 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 # Only the API is logged: media downloads, the panel's static files and /health are noise.
-_LOGGED_PREFIXES = ("/v1/", "/api/")
+LOGGED_PREFIXES = ("/v1/", "/api/")
 # Seconds the writer waits after the first pending entry, so one write carries a batch.
 _FLUSH_DELAY = 0.25
 # Seconds between two retention passes.
@@ -37,22 +38,33 @@ _MAX_PENDING = 10_000
 _MAX_PATH = 300
 # One statement per batch with the rows as one JSON array parameter: SQLite unpacks it itself.
 _INSERT = (
-    "INSERT INTO request_logs (ts, method, path, status, duration_ms, key_hint, model, job_id, client)"
+    "INSERT INTO request_logs"
+    " (ts, method, path, status, duration_ms, key_hint, model, job_id, client, count)"
     " SELECT value->>0, value->>1, value->>2, value->>3, round(value->>4, 2), value->>5, value->>6,"
-    " value->>7, value->>8 FROM json_each(?)"
+    " value->>7, value->>8, value->>9 FROM json_each(?)"
 )
 # The status noted when the client left before an answer could be sent (nginx's convention).
 CLIENT_CLOSED = 499
 
-Entry = tuple[float, str, str, int, float, str, str, str | None, str]
+Entry = tuple[float, str, str, int, float, str, str, str | None, str, int]
 
 
 class RequestLog:
     """Pending entries, the writer that flushes them, and the queries over the table."""
 
-    def __init__(self, store: Store, settings: Settings, admin_key: web.RequestKey[Any]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        admin_key: web.RequestKey[Any],
+        api_key: Callable[[], str] = lambda: "",
+    ) -> None:
         self._store = store
         self._settings = settings
+        # Successful model listings since the last flush: written as one row with a count.
+        self._listings = 0
+        self._listing_ms = 0.0
+        self._api_key = api_key
         # The request key holding an admin session (passed in: the route table imports us).
         self._admin_key = admin_key
         # Entries are kept as JSON bytes, not tuples: thousands of live tuples between two flushes
@@ -87,8 +99,16 @@ class RequestLog:
                 model or "",
                 job_id,
                 request.remote or "",
+                1,
             )
         )
+
+    def note_listing(self, started: float) -> None:
+        """A successful GET /v1/models: counted, and written as one row per flush (a row each
+        would cost more than the listing itself, and chat UIs repeat it on every page load)."""
+        self._listings += 1
+        self._listing_ms += (time.perf_counter() - started) * 1000
+        self._wake.set()
 
     def record(self, entry: Entry) -> None:
         if self._count >= _MAX_PENDING:
@@ -102,6 +122,10 @@ class RequestLog:
     async def flush(self) -> None:
         """Write every pending entry now (the listing calls this, so it never lags)."""
         async with self._lock:
+            if self._listings:
+                n, ms, self._listings, self._listing_ms = self._listings, self._listing_ms, 0, 0.0
+                key = mask(self._api_key())
+                self.record((time.time(), "GET", "/v1/models", 200, ms / n, key, "", None, "", n))
             batch, self._pending, self._count = self._pending, bytearray(), 0
             if self.dropped:
                 log.warning(
@@ -144,7 +168,7 @@ class RequestLog:
         """Newest first, joined with the job (outcome, token) and the token (masked email)."""
         await self.flush()
         rows = await self._store.fetchall(
-            "SELECT l.id, l.ts, l.method, l.path, l.status, l.duration_ms, l.key_hint, l.model,"
+            "SELECT l.id, l.ts, l.method, l.path, l.status, l.duration_ms, l.count, l.key_hint, l.model,"
             " l.job_id, l.client, j.token_id, j.status AS job_status, j.error_code AS job_error_code,"
             " j.error_message AS job_error, t.email AS token_email"
             " FROM request_logs l LEFT JOIN jobs j ON j.id = l.job_id"
@@ -161,34 +185,12 @@ class RequestLog:
 REQLOG = web.AppKey("sora2api.reqlog", RequestLog)
 
 
-@web.middleware
-async def request_log_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Note method, path (never the query), masked credential, status and time of API calls."""
-    if not request.path.startswith(_LOGGED_PREFIXES):
-        return await handler(request)
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except (asyncio.CancelledError, ConnectionResetError):
-        status = CLIENT_CLOSED
-        raise
-    finally:
-        reqlog = request.app.get(REQLOG)
-        if reqlog is not None:
-            reqlog.note(request, status, started)
-
-
 async def reqlog_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context (after the store): the writer task; a final flush on shutdown."""
     from .routes import ADMIN  # imported late: the route table imports this module
 
-    reqlog = RequestLog(app[keys.STORE], app[keys.SETTINGS], ADMIN)
+    auth = app[keys.AUTH]
+    reqlog = RequestLog(app[keys.STORE], app[keys.SETTINGS], ADMIN, lambda: auth.api_key)
     app[REQLOG] = reqlog
     await reqlog.prune()
     task = asyncio.create_task(reqlog.run(), name="sora2api.request-log")

@@ -328,10 +328,11 @@ async def test_request_log_records_and_masks(
     assert "SECRET-CURSOR" not in raw
 
     models = [e for e in logs if e["path"] == "/v1/models"]
-    assert [e["status"] for e in models] == [401, 200]  # newest first
-    assert models[1]["key_hint"] == mask(API_KEY) and models[0]["key_hint"] == mask(
-        "wrong-key-zzzz"
-    )
+    # the successful listing is folded into a counted row written at flush time
+    assert sorted(e["status"] for e in models) == [200, 401]
+    by_status = {e["status"]: e for e in models}
+    assert by_status[200]["key_hint"] == mask(API_KEY)
+    assert by_status[401]["key_hint"] == mask("wrong-key-zzzz")
     assert models[1]["method"] == "GET" and models[1]["duration_ms"] >= 0 and models[1]["client"]
 
     (gen,) = [e for e in logs if e["path"] == "/v1/chat/completions"]
@@ -355,7 +356,8 @@ async def test_request_log_records_and_masks(
         latest["logs"][0]["path"] == "/api/logs" and latest["logs"][0]["key_hint"] == "admin:admin"
     )
     paged = await (await admin.get("/api/logs?limit=1&offset=2", headers=session)).json()
-    assert [e["path"] for e in paged["logs"]] == ["/api/feed"] and paged["total"] == len(logs) + 2
+    # two /api/logs calls since the first listing: offset 2 is that listing's newest row
+    assert [e["id"] for e in paged["logs"]] == [logs[0]["id"]] and paged["total"] == len(logs) + 2
 
 
 async def test_request_log_shows_a_failed_job(
@@ -385,7 +387,7 @@ async def test_logs_bad_query(
 async def test_request_log_retention(make_client: MakeClient) -> None:
     client = await make_client(storage={"log_max_rows": 5, "log_max_days": 1})
     for _ in range(8):
-        await client.get("/v1/models", headers=KEY)
+        await client.get("/v1/models/sora-image", headers=KEY)
     reqlog = client.app[REQLOG]
     store = client.app[keys.STORE]
     await reqlog.flush()
@@ -397,12 +399,12 @@ async def test_request_log_retention(make_client: MakeClient) -> None:
     deleted = await reqlog.prune()
     assert deleted == 4
     rows = await store.fetchall("SELECT path, ts FROM request_logs ORDER BY id")
-    assert len(rows) == 5 and all(r["path"] == "/v1/models" for r in rows)
+    assert len(rows) == 5 and all(r["path"] == "/v1/models/sora-image" for r in rows)
 
 
 async def test_request_log_writer_batches_in_the_background(client: TestClient) -> None:
     store = client.app[keys.STORE]
-    await asyncio.gather(*(client.get("/v1/models", headers=KEY) for _ in range(20)))
+    await asyncio.gather(*(client.get("/v1/models/sora-image", headers=KEY) for _ in range(20)))
     for _ in range(40):  # written by the background task without anyone flushing
         row = await store.fetchone("SELECT COUNT(*) AS n FROM request_logs")
         if row and row["n"] == 20:
@@ -615,3 +617,36 @@ async def test_character_ids_are_checked(
     resp = await admin.get(path, headers=session)
     assert resp.status == 400 and _envelope(await resp.json())["param"] == "id"
     assert (await admin.get("/api/characters/77", headers=session)).status == 404
+
+
+async def test_model_listings_are_folded_into_one_counted_log_row(make_client) -> None:
+    client = await make_client()
+    for _ in range(5):
+        assert (await client.get("/v1/models", headers=KEY)).status == 200
+    assert (await client.get("/v1/models")).status == 401  # failures keep a row each
+    await client.app[REQLOG].flush()
+    rows = await client.app[keys.STORE].fetchall(
+        "SELECT path, status, count, key_hint FROM request_logs WHERE path = '/v1/models' ORDER BY id"
+    )
+    assert {(r["status"], r["count"]) for r in rows} == {(200, 5), (401, 1)}
+    ok = next(r for r in rows if r["status"] == 200)
+    assert ok["key_hint"].endswith(API_KEY[-4:]) and API_KEY not in ok["key_hint"]
+
+
+async def test_videos_api_calls_are_logged_with_model_job_and_token(
+    admin: TestClient, session: dict[str, str], sim: Sim
+) -> None:
+    sim.state.settings.video_seconds = 30
+    await add_token(admin, sim.state.add_account())
+    created = await admin.post(
+        "/v1/videos", json={"model": "sora-2", "prompt": "a cat", "seconds": "10"}, headers=KEY
+    )
+    video = await created.json()
+    engine = admin.app[keys.JOBS]
+    run = engine.run_of(video["id"])
+    assert run is not None
+    await asyncio.wait_for(run.done.wait(), 30)
+    logs = (await (await admin.get("/api/logs", headers=session)).json())["logs"]
+    row = next(e for e in logs if e["path"] == "/v1/videos")
+    assert row["model"] == "sora-2" and row["job_id"] == video["id"]
+    assert row["job_status"] == "completed" and row["token_id"] is not None

@@ -13,7 +13,7 @@ from ..flows.request import parse_chat
 from ..flows.results import error_result, render_content
 from ..jobs import Event, JobFailed, JobRun
 from ..sse import DONE, KEEPALIVE, frame, open_stream, send
-from .common import optional_bool, read_object
+from .common import optional_bool, read_object, submit
 
 
 def _chunk(run: JobRun, model: str, created: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
@@ -54,10 +54,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_object(request)
     stream = optional_bool(body, "stream")
     req = await parse_chat(body, request.app[keys.GUARD])
-    engine = request.app[keys.JOBS]
-    run = await engine.submit(req, api="chat")
-    request[keys.REQ_MODEL] = req.model.id
-    request[keys.REQ_JOB_ID] = run.job_id
+    run = await submit(request, req, api="chat")
     if stream:
         return await _stream(request, run, req.model.id)
     return await _wait(request, run, req.model.id)

@@ -7,7 +7,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .. import keys
 from ..errors import BadRequestError
+from ..flows.request import GenRequest
+from ..jobs import JobRun
 
 
 async def read_json(request: web.Request) -> Any:
@@ -48,3 +51,11 @@ def optional_bool(body: dict[str, Any], name: str, default: bool = False) -> boo
     if not isinstance(value, bool):
         raise BadRequestError(f"'{name}' must be true or false", param=name)
     return value
+
+
+async def submit(request: web.Request, req: GenRequest, **options: Any) -> JobRun:
+    """Start a job for this request and note its model and id for the request log."""
+    run = await request.app[keys.JOBS].submit(req, **options)
+    request[keys.REQ_MODEL] = req.model.id
+    request[keys.REQ_JOB_ID] = run.job_id
+    return run

@@ -15,6 +15,7 @@ from ..flows.openai_request import parse_image_request, row_spec
 from ..jobs import JobEngine, JobFailed
 from ..store import Row
 from .chat import failure_error
+from .common import submit
 from .videos import GoneError, live_progress, public_status, read_body, typed_job
 
 
@@ -50,7 +51,7 @@ def _size(row: Row) -> str | None:
 async def _generate(request: web.Request, *, edit: bool) -> web.Response:
     engine = request.app[keys.JOBS]
     parsed = await parse_image_request(await read_body(request), request.app[keys.GUARD], edit=edit)
-    run = await engine.submit(parsed.req, api="images")
+    run = await submit(request, parsed.req, api="images")
     try:
         await engine.wait(run, engine.job_timeout("image"))
     except TimeoutError:

@@ -27,7 +27,7 @@ from ..flows.openai_request import (
 from ..jobs import JobEngine
 from ..media import CONTENT_TYPES, MediaCache
 from ..store import Row
-from .common import query_int, read_object
+from .common import query_int, read_object, submit
 
 # How often SDK pollers should come back (the SDK reads this header when no interval is given);
 # the upstream itself is polled every few seconds.
@@ -208,7 +208,7 @@ async def create_video(request: web.Request) -> web.Response:
     engine = request.app[keys.JOBS]
     fields = await read_body(request)
     req = await parse_video_create(fields, request.app[keys.GUARD], engine)
-    run = await engine.submit(req, api="videos")
+    run = await submit(request, req, api="videos")
     return _video_response(engine, await engine.get(run.job_id))
 
 
@@ -312,7 +312,7 @@ async def remix_video(request: web.Request) -> web.Response:
         )
     req = remix_request(source, await read_body(request))
     req.remix_target_id = await share_id(engine, source)
-    run = await engine.submit(req, api="videos", remixed_from=source["id"])
+    run = await submit(request, req, api="videos", remixed_from=source["id"])
     return _video_response(engine, await engine.get(run.job_id))
 
 
@@ -329,7 +329,7 @@ async def create_character(request: web.Request) -> web.Response:
     """POST /v1/videos/characters (the SDK's create_character: multipart name + video)."""
     engine = request.app[keys.JOBS]
     req = await parse_character_create(await read_body(request), request.app[keys.GUARD])
-    run = await engine.submit(req, api="videos")
+    run = await submit(request, req, api="videos")
     return json_response(character_object(await engine.get(run.job_id)))
 
 

@@ -118,6 +118,11 @@ MIGRATIONS: tuple[str, ...] = (
         client TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 3: a request-log row can stand for several identical calls (successful model listings,
+    # which chat UIs repeat on every page load, are folded into one row per flush).
+    """
+    ALTER TABLE request_logs ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+    """,
 )
 
 CURRENT_VERSION = len(MIGRATIONS)
