@@ -22,7 +22,7 @@ from .reqlog import CLIENT_CLOSED, LOGGED_PREFIXES, REQLOG, reqlog_ctx
 from .routes import Handler, add_routes
 from .settings import Settings
 from .store import Store
-from .tokens import TOKENS, tokens_ctx
+from .tokens import tokens_ctx
 from .upstream.client import SoraClient
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = JobEngine(
         app[keys.SETTINGS], app[keys.STORE], app[keys.POOL], app[keys.CLIENT], app[keys.MEDIA],
-        flow=run_flow, resume_flow=resume_flow, after_video=app[TOKENS].refresh_quota,
+        flow=run_flow, resume_flow=resume_flow, after_video=app[keys.TOKENS].refresh_quota,
     )
     app[keys.JOBS] = engine
     await engine.resume_all()

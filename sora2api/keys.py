@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .pool import TokenPool
     from .settings import Settings
     from .store import Store
+    from .tokens import TokenManager
     from .upstream.client import SoraClient
 
 CONFIG = web.AppKey("sora2api.config", "Config")
@@ -24,6 +25,7 @@ GUARD = web.AppKey("sora2api.guard", "UrlGuard")
 MEDIA = web.AppKey("sora2api.media", "MediaCache")
 CLIENT = web.AppKey("sora2api.client", "SoraClient")
 POOL = web.AppKey("sora2api.pool", "TokenPool")
+TOKENS = web.AppKey("sora2api.tokens", "TokenManager")
 JOBS = web.AppKey("sora2api.jobs", "JobEngine")
 AUTH = web.AppKey("sora2api.auth", "Auth")
 

@@ -35,7 +35,6 @@ from .upstream.errors import Kind, UpstreamFailure
 log = logging.getLogger(__name__)
 
 # The TokenManager of an application (kept here, not in keys.py, which another area owns).
-TOKENS: Final = web.AppKey("sora2api.tokens", "TokenManager")
 
 
 class _Unset:
@@ -1421,7 +1420,7 @@ def _error_for(f: UpstreamFailure, message: str, param: str | None = None) -> Ap
 async def tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context (after the pool): the TokenManager and its background refresh task."""
     manager = TokenManager(app[keys.SETTINGS], app[keys.STORE], app[keys.CLIENT], app[keys.POOL])
-    app[TOKENS] = manager
+    app[keys.TOKENS] = manager
     task = asyncio.create_task(manager.run_refresher(), name="sora2api.token-refresher")
     yield
     task.cancel()

@@ -7,8 +7,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .. import keys
 from ..errors import BadRequestError, PermissionError_, json_response
-from ..tokens import OPTION_FIELDS, TOKENS, UNSET, TokenManager
+from ..tokens import OPTION_FIELDS, UNSET, TokenManager
 
 # Fields POST /api/tokens accepts; proxy_url is the reference's name for proxy.
 _ADD_FIELDS = frozenset(
@@ -29,7 +30,7 @@ _ADD_FIELDS = frozenset(
 
 
 def _manager(request: web.Request) -> TokenManager:
-    return request.app[TOKENS]
+    return request.app[keys.TOKENS]
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
