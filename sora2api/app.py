@@ -93,8 +93,14 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     engine = JobEngine(
-        app[keys.SETTINGS], app[keys.STORE], app[keys.POOL], app[keys.CLIENT], app[keys.MEDIA],
-        flow=run_flow, resume_flow=resume_flow, after_video=app[keys.TOKENS].refresh_quota,
+        app[keys.SETTINGS],
+        app[keys.STORE],
+        app[keys.POOL],
+        app[keys.CLIENT],
+        app[keys.MEDIA],
+        flow=run_flow,
+        resume_flow=resume_flow,
+        after_video=app[keys.TOKENS].refresh_quota,
     )
     app[keys.JOBS] = engine
     await engine.resume_all()

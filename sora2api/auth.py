@@ -115,9 +115,13 @@ class Auth:
 
     async def set_api_key(self, new_key: str) -> None:
         if ("auth", "api_key") in self._settings.current.env_overrides:
-            raise BadRequestError("The API key is set by SORA2API_AUTH_API_KEY and cannot be changed here")
+            raise BadRequestError(
+                "The API key is set by SORA2API_AUTH_API_KEY and cannot be changed here"
+            )
         if len(new_key) < 8 or any(c.isspace() for c in new_key):
-            raise BadRequestError("The API key must be at least 8 characters without spaces", param="api_key")
+            raise BadRequestError(
+                "The API key must be at least 8 characters without spaces", param="api_key"
+            )
         await self._settings.set_value(_API_KEY, new_key)
         self.api_key = new_key
 
@@ -129,7 +133,9 @@ class Auth:
         while window and now - window[0] > 60:
             window.popleft()
         if len(window) >= self._settings.current.auth.login_attempts_per_minute:
-            raise RateLimitError("Too many failed logins from this address; wait a minute and retry")
+            raise RateLimitError(
+                "Too many failed logins from this address; wait a minute and retry"
+            )
 
     async def login(self, username: str, password: str, client: str) -> tuple[str, float]:
         """Check credentials and open a session; returns (session token, expiry)."""
@@ -183,9 +189,13 @@ class Auth:
         ):
             raise BadRequestError("The current password is wrong", param="old_password")
         if len(new) < 8:
-            raise BadRequestError("The new password must be at least 8 characters", param="new_password")
+            raise BadRequestError(
+                "The new password must be at least 8 characters", param="new_password"
+            )
         if new == DEFAULT_PASSWORD or new == old:
-            raise BadRequestError("Choose a new password different from the old one", param="new_password")
+            raise BadRequestError(
+                "Choose a new password different from the old one", param="new_password"
+            )
         salt = secrets.token_bytes(16)
         pw = dict(self._pw)
         pw.update(

@@ -239,7 +239,11 @@ def _parse_env(raw: str, expected: type[Any], name: str) -> Any:
 
 
 def build_config(
-    data: Mapping[str, Any], *, source: str, env: Mapping[str, str] | None = None, base_dir: str = "."
+    data: Mapping[str, Any],
+    *,
+    source: str,
+    env: Mapping[str, str] | None = None,
+    base_dir: str = ".",
 ) -> Config:
     """Validate parsed TOML data plus environment overrides into a Config."""
     values: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}

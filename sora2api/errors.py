@@ -106,7 +106,9 @@ def error_body(
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """A JSON response serialised by orjson."""
     return web.Response(
         body=orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS),

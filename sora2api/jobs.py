@@ -162,7 +162,9 @@ class JobContext:
             self._last_write = now
             await self.save(**values)
 
-    async def progress(self, stage: str, pct: float, message: str, details: dict[str, Any] | None = None) -> None:
+    async def progress(
+        self, stage: str, pct: float, message: str, details: dict[str, Any] | None = None
+    ) -> None:
         """A progress event, only when the number moved (polls repeat the same value)."""
         pct = max(0.0, min(100.0, pct))
         if pct <= self._last_progress:
@@ -218,7 +220,9 @@ class JobEngine:
 
     # -- submission -----------------------------------------------------------------------
 
-    async def submit(self, req: GenRequest, *, api: str = "chat", remixed_from: str | None = None) -> JobRun:
+    async def submit(
+        self, req: GenRequest, *, api: str = "chat", remixed_from: str | None = None
+    ) -> JobRun:
         """Write the job row, then start it. Nothing reaches the upstream before the row exists."""
         job_id = new_job_id(req.kind)
         now = time.time()
@@ -252,8 +256,9 @@ class JobEngine:
             raise NotFoundError(f"No job with id {job_id!r}", param="id")
         return row
 
-    async def wait(self, run: JobRun, timeout: float) -> None:
-        async with asyncio.timeout(timeout):
+    async def wait(self, run: JobRun, seconds: float) -> None:
+        """Wait for a run to end, at most `seconds` (TimeoutError after that)."""
+        async with asyncio.timeout(seconds):
             await run.done.wait()
 
     def job_timeout(self, kind: str) -> float:
@@ -353,7 +358,9 @@ class JobEngine:
             run = JobRun(row["id"], row["kind"])
             self._runs[row["id"]] = run
             ctx = JobContext(self, run, None, row)
-            run.task = asyncio.create_task(self._execute(ctx, self._resume_flow), name=f"job-{row['id']}")
+            run.task = asyncio.create_task(
+                self._execute(ctx, self._resume_flow), name=f"job-{row['id']}"
+            )
         if rows:
             log.info("resuming %d job(s) left running by the previous process", len(rows))
         return len(rows)
@@ -390,7 +397,9 @@ def _as_failure(exc: BaseException) -> JobFailed:
         return exc
     if isinstance(exc, UpstreamFailure):
         if exc.kind is Kind.CONTENT_POLICY:
-            return JobFailed("content_policy_violation", f"Content policy violation: {exc.message}", policy=True)
+            return JobFailed(
+                "content_policy_violation", f"Content policy violation: {exc.message}", policy=True
+            )
         return JobFailed(exc.kind.value, exc.describe())
     if isinstance(exc, UnavailableError):
         return JobFailed("no_available_tokens", exc.message)

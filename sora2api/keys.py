@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import ClientSession, web
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the annotations name the types; importing them here would form cycles
     from .auth import Auth
     from .config import Config
     from .jobs import JobEngine
@@ -17,19 +17,19 @@ if TYPE_CHECKING:
     from .tokens import TokenManager
     from .upstream.client import SoraClient
 
-CONFIG = web.AppKey("sora2api.config", "Config")
-STORE = web.AppKey("sora2api.store", "Store")
-SETTINGS = web.AppKey("sora2api.settings", "Settings")
+CONFIG: web.AppKey[Config] = web.AppKey("sora2api.config")
+STORE: web.AppKey[Store] = web.AppKey("sora2api.store")
+SETTINGS: web.AppKey[Settings] = web.AppKey("sora2api.settings")
+AUTH: web.AppKey[Auth] = web.AppKey("sora2api.auth")
 HTTP = web.AppKey("sora2api.http", ClientSession)
-GUARD = web.AppKey("sora2api.guard", "UrlGuard")
-MEDIA = web.AppKey("sora2api.media", "MediaCache")
-CLIENT = web.AppKey("sora2api.client", "SoraClient")
-POOL = web.AppKey("sora2api.pool", "TokenPool")
-TOKENS = web.AppKey("sora2api.tokens", "TokenManager")
-JOBS = web.AppKey("sora2api.jobs", "JobEngine")
-AUTH = web.AppKey("sora2api.auth", "Auth")
+GUARD: web.AppKey[UrlGuard] = web.AppKey("sora2api.guard")
+MEDIA: web.AppKey[MediaCache] = web.AppKey("sora2api.media")
+CLIENT: web.AppKey[SoraClient] = web.AppKey("sora2api.client")
+POOL: web.AppKey[TokenPool] = web.AppKey("sora2api.pool")
+TOKENS: web.AppKey[TokenManager] = web.AppKey("sora2api.tokens")
+JOBS: web.AppKey[JobEngine] = web.AppKey("sora2api.jobs")
 
 # Per-request values (aiohttp 3.14 wants typed keys here too). Handlers set them; the request
-# log middleware reads them.
+# log reads them.
 REQ_MODEL = web.RequestKey("sora2api.model", str)
 REQ_JOB_ID = web.RequestKey("sora2api.job_id", str)

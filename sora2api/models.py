@@ -28,7 +28,9 @@ def _image(id_: str, w: int, h: int, shape: str) -> Model:
 
 
 def _video(id_: str, orientation: str, seconds: int, shape: str) -> Model:
-    return Model(id_, "video", f"Video {seconds}s {shape}", orientation=orientation, seconds=seconds)
+    return Model(
+        id_, "video", f"Video {seconds}s {shape}", orientation=orientation, seconds=seconds
+    )
 
 
 # sora-video-10s/15s are "square" in the seed README, but the backend knows only landscape and

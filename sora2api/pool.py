@@ -34,7 +34,11 @@ class TokenState:
 
     def limit(self, kind: str, defaults: Any) -> int:
         own = self.row.get(f"{kind}_concurrency")
-        return int(own) if own is not None and own >= 0 else int(getattr(defaults, f"{kind}_concurrency"))
+        return (
+            int(own)
+            if own is not None and own >= 0
+            else int(getattr(defaults, f"{kind}_concurrency"))
+        )
 
     def ineligible(self, kind: str, now: float) -> str | None:
         """Why this token cannot take a `kind` job now (a category word), or None."""
@@ -150,7 +154,9 @@ class TokenPool:
         counts: dict[str, int] = {}
         soonest: dict[str, float] = {}
         for t in self._tokens.values():
-            word = t.ineligible(kind, now) or ("already failed this job" if t.id in excluded else "busy")
+            word = t.ineligible(kind, now) or (
+                "already failed this job" if t.id in excluded else "busy"
+            )
             counts[word] = counts.get(word, 0) + 1
             until = None
             if word == "cooling down":
@@ -190,7 +196,9 @@ class TokenPool:
 
     def _has_candidate(self, kind: str, exclude: frozenset[int]) -> bool:
         now = time.time()
-        return any(t.id not in exclude and t.ineligible(kind, now) is None for t in self._tokens.values())
+        return any(
+            t.id not in exclude and t.ineligible(kind, now) is None for t in self._tokens.values()
+        )
 
     def _dispatch(self) -> None:
         """Hand freed capacity to waiters in arrival order (a later waiter never jumps the line
@@ -320,7 +328,9 @@ class TokenPool:
             )
         elif reaction == "error":
             errors = int(t.row.get("consecutive_errors") or 0) + 1
-            values.update(consecutive_errors=errors, error_count=int(t.row.get("error_count") or 0) + 1)
+            values.update(
+                consecutive_errors=errors, error_count=int(t.row.get("error_count") or 0) + 1
+            )
             threshold = self._settings.current.pool.error_ban_threshold
             if threshold and errors >= threshold:
                 values.update(
@@ -340,4 +350,3 @@ class TokenPool:
             if t.ineligible("image", now) in (None, "image disabled", "cooling down"):
                 return t
         raise UnavailableError(self.unavailable_reason("image"))
-

@@ -79,7 +79,9 @@ class Settings:
             if key not in EDITABLE.get(section, ()):
                 continue
             try:
-                self._saved[(section, key)] = coerce(section, key, orjson.loads(row["value"]), "panel")
+                self._saved[(section, key)] = coerce(
+                    section, key, orjson.loads(row["value"]), "panel"
+                )
             except (ConfigError, orjson.JSONDecodeError) as exc:
                 log.warning("ignoring stored setting %s.%s: %s", section, key, exc)
         self._rebuild()
@@ -103,14 +105,20 @@ class Settings:
         for dotted, value in values.items():
             section, _, key = dotted.partition(".")
             if key not in EDITABLE.get(section, ()):
-                raise BadRequestError(f"Setting {dotted!r} cannot be changed from the panel", param=dotted)
+                raise BadRequestError(
+                    f"Setting {dotted!r} cannot be changed from the panel", param=dotted
+                )
             if (section, key) in self._base.env_overrides:
                 raise BadRequestError(
                     f"Setting {dotted!r} is set by the environment variable "
                     f"SORA2API_{section.upper()}_{key.upper()} and cannot be changed here",
                     param=dotted,
                 )
-            if field_types(section)[key] is float and isinstance(value, int) and not isinstance(value, bool):
+            if (
+                field_types(section)[key] is float
+                and isinstance(value, int)
+                and not isinstance(value, bool)
+            ):
                 value = float(value)
             try:
                 parsed[(section, key)] = coerce(section, key, value, "setting")
@@ -147,7 +155,9 @@ class Settings:
                         "type": {bool: "bool", int: "int", float: "float", str: "str"}[types[key]],
                         "source": source,
                         "locked": source == "env",
-                        "file_value": None if secret else getattr(getattr(self._base, section), key),
+                        "file_value": None
+                        if secret
+                        else getattr(getattr(self._base, section), key),
                         "secret": secret,
                         "choices": choices(section, key),
                     }

@@ -155,10 +155,16 @@ class TokenWatcher:
                 t.missing = 0
                 status = str(task.get("status") or "")
                 if status in ("failed", "error", "cancelled"):
-                    reason = task.get("error_message") or task.get("failure_reason") or f"task {status}"
-                    self._send(t, Update("failed", t.progress, status, failure=_task_failure(str(reason))))
+                    reason = (
+                        task.get("error_message") or task.get("failure_reason") or f"task {status}"
+                    )
+                    self._send(
+                        t, Update("failed", t.progress, status, failure=_task_failure(str(reason)))
+                    )
                 else:
-                    self._send(t, Update("progress", _pct(task.get("progress_pct")), status or "running"))
+                    self._send(
+                        t, Update("progress", _pct(task.get("progress_pct")), status or "running")
+                    )
             if absent:
                 # Ask for enough drafts that a burst of finished tasks cannot scroll ours away.
                 drafts = await client.drafts(at, proxy, limit=min(100, 15 + len(absent)))
@@ -175,10 +181,14 @@ class TokenWatcher:
         if status == "succeeded":
             self._send(t, Update("done", 1.0, status, data=task))
         elif status in ("failed", "error"):
-            reason = task.get("error_message") or task.get("failure_reason") or "image generation failed"
+            reason = (
+                task.get("error_message") or task.get("failure_reason") or "image generation failed"
+            )
             self._send(t, Update("failed", t.progress, status, failure=_task_failure(str(reason))))
         else:
-            self._send(t, Update("progress", _pct(task.get("progress_pct")), status or "processing"))
+            self._send(
+                t, Update("progress", _pct(task.get("progress_pct")), status or "processing")
+            )
 
     def _draft_update(self, t: _Tracked, draft: dict[str, Any] | None) -> None:
         if draft is None:
@@ -200,14 +210,20 @@ class TokenWatcher:
         t.missing += 1
         if t.missing >= VANISH_POLLS:
             failure = UpstreamFailure(
-                Kind.SERVER, f"task {t.task_id} disappeared upstream without a result", endpoint="poll"
+                Kind.SERVER,
+                f"task {t.task_id} disappeared upstream without a result",
+                endpoint="poll",
             )
             self._send(t, Update("failed", t.progress, "vanished", failure=failure))
 
 
 def _task_failure(reason: str) -> UpstreamFailure:
     low = reason.lower()
-    kind = Kind.CONTENT_POLICY if ("policy" in low or "violat" in low or "guardrail" in low) else Kind.BAD_REQUEST
+    kind = (
+        Kind.CONTENT_POLICY
+        if ("policy" in low or "violat" in low or "guardrail" in low)
+        else Kind.BAD_REQUEST
+    )
     return UpstreamFailure(kind, reason, endpoint="task")
 
 

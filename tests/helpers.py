@@ -15,7 +15,9 @@ from .conftest import KEY
 
 async def add_token(client: TestClient, account: Account, **extra: Any) -> int:
     """Add a simulator account's access token through the public API, as a user would."""
-    resp = await client.post("/api/tokens", json={"token": account.access_token, **extra}, headers=KEY)
+    resp = await client.post(
+        "/api/tokens", json={"token": account.access_token, **extra}, headers=KEY
+    )
     body = await resp.json()
     assert resp.status in (200, 201), body
     token = body.get("token", body)

@@ -55,7 +55,9 @@ def _busy_total(client) -> int:
 
 
 async def test_text_to_image_stream(ready, sim: Sim) -> None:
-    resp = await ready.post("/v1/chat/completions", json=chat("sora-image", "一只可爱的小猫", stream=True), headers=KEY)
+    resp = await ready.post(
+        "/v1/chat/completions", json=chat("sora-image", "一只可爱的小猫", stream=True), headers=KEY
+    )
     assert resp.status == 200
     assert resp.headers["Content-Type"].startswith("text/event-stream")
     assert resp.headers["X-Accel-Buffering"] == "no"
@@ -83,7 +85,9 @@ async def test_text_to_image_stream(ready, sim: Sim) -> None:
     assert (create.json["width"], create.json["height"]) == (360, 360)
     assert create.json["operation"] == "simple_compose"
     assert create.headers.get("openai-sentinel-token")
-    assert not sim.state.calls("GET", "/backend/v2/recent_tasks")[0].headers.get("openai-sentinel-token")
+    assert not sim.state.calls("GET", "/backend/v2/recent_tasks")[0].headers.get(
+        "openai-sentinel-token"
+    )
     assert _busy_total(ready) == 0
 
 
@@ -101,10 +105,13 @@ async def test_image_models_non_stream(ready, sim: Sim, model: str) -> None:
 
 async def test_image_to_image(ready, sim: Sim) -> None:
     jpeg = b"\xff\xd8\xff\xe0" + b"\x00" * 64
-    body = chat("sora-image", [
-        {"type": "text", "text": "make it blue"},
-        {"type": "image_url", "image_url": {"url": data_url(png((1, 2, 3)), "image/png")}},
-    ])
+    body = chat(
+        "sora-image",
+        [
+            {"type": "text", "text": "make it blue"},
+            {"type": "image_url", "image_url": {"url": data_url(png((1, 2, 3)), "image/png")}},
+        ],
+    )
     resp = await ready.post("/v1/chat/completions", json=body, headers=KEY)
     assert resp.status == 200, await resp.text()
     (upload,) = sim.state.calls("POST", "/backend/uploads")
@@ -143,7 +150,9 @@ async def test_video_stream_shows_progress_and_keepalive(make_client, sim: Sim) 
     sim.state.settings.video_seconds = 100
     await add_token(client, sim.state.add_account())
     resp = await client.post(
-        "/v1/chat/completions", json=chat("sora-video-portrait-10s", "a dog", stream=True), headers=KEY
+        "/v1/chat/completions",
+        json=chat("sora-video-portrait-10s", "a dog", stream=True),
+        headers=KEY,
     )
     frames, comments = await read_sse(resp)
     assert comments and all(c.startswith(": keep-alive") for c in comments)
@@ -170,18 +179,32 @@ async def test_image_to_video(make_client, sim: Sim, image_host, how: str) -> No
     await add_token(client, sim.state.add_account())
     url = str(image_host.make_url("/cat.png"))
     if how == "data_url":
-        body = chat("sora-video-landscape-10s", [{"type": "text", "text": "让图片动起来"},
-                    {"type": "image_url", "image_url": {"url": data_url(png((5, 5, 5)), "image/png")}}])
+        body = chat(
+            "sora-video-landscape-10s",
+            [
+                {"type": "text", "text": "让图片动起来"},
+                {"type": "image_url", "image_url": {"url": data_url(png((5, 5, 5)), "image/png")}},
+            ],
+        )
     elif how == "http_url":
-        body = chat("sora-video-landscape-10s", [{"type": "text", "text": "让图片动起来"},
-                    {"type": "image_url", "image_url": {"url": url}}])
+        body = chat(
+            "sora-video-landscape-10s",
+            [
+                {"type": "text", "text": "让图片动起来"},
+                {"type": "image_url", "image_url": {"url": url}},
+            ],
+        )
     else:
-        body = chat("sora-video-landscape-10s", "让图片动起来", image=data_url(png((7, 7, 7)), "image/png"))
+        body = chat(
+            "sora-video-landscape-10s", "让图片动起来", image=data_url(png((7, 7, 7)), "image/png")
+        )
     resp = await client.post("/v1/chat/completions", json=body, headers=KEY)
     assert resp.status == 200, await resp.text()
     (upload,) = sim.state.calls("POST", "/backend/uploads")
     (create,) = sim.state.calls("POST", "/backend/nf/create")
-    assert create.json["inpaint_items"] == [{"kind": "upload", "upload_id": create.json["inpaint_items"][0]["upload_id"]}]
+    assert create.json["inpaint_items"] == [
+        {"kind": "upload", "upload_id": create.json["inpaint_items"][0]["upload_id"]}
+    ]
     assert create.json["inpaint_items"][0]["upload_id"].startswith("media_")
     assert upload.form["file"]["size"] > 0
 
@@ -196,7 +219,9 @@ async def test_image_to_video(make_client, sim: Sim, image_host, how: str) -> No
 )
 async def test_remix(ready, sim: Sim, prompt: str, extra: dict[str, Any]) -> None:
     resp = await ready.post(
-        "/v1/chat/completions", json=chat("sora-video-portrait-15s", prompt, stream=True, **extra), headers=KEY
+        "/v1/chat/completions",
+        json=chat("sora-video-portrait-15s", prompt, stream=True, **extra),
+        headers=KEY,
     )
     frames, _ = await read_sse(resp)
     assert any(s["stage"] == "remix" for s in reasoning(frames))
@@ -210,7 +235,9 @@ async def test_remix(ready, sim: Sim, prompt: str, extra: dict[str, Any]) -> Non
 async def test_storyboard(ready, sim: Sim) -> None:
     prompt = "Cat adventure\n[5.0s]猫猫从飞机上跳伞\n[5.0s]猫猫降落 [10.0s]猫猫在田野奔跑"
     resp = await ready.post(
-        "/v1/chat/completions", json=chat("sora-video-landscape-15s", prompt, stream=True, style_id="retro"), headers=KEY
+        "/v1/chat/completions",
+        json=chat("sora-video-landscape-15s", prompt, stream=True, style_id="retro"),
+        headers=KEY,
     )
     frames, _ = await read_sse(resp)
     assert any(s["stage"] == "storyboard" for s in reasoning(frames))
@@ -227,8 +254,12 @@ async def test_storyboard(ready, sim: Sim) -> None:
 
 async def test_character_creation_only(ready, sim: Sim) -> None:
     sim.state.settings.cameo_seconds = 20
-    body = chat("sora-video-landscape-10s", [{"type": "video_url", "video_url": {"url": data_url(mp4_bytes(), "video/mp4")}}],
-                stream=True, character_options={"display_name": "我的角色", "timestamps": "1,4"})
+    body = chat(
+        "sora-video-landscape-10s",
+        [{"type": "video_url", "video_url": {"url": data_url(mp4_bytes(), "video/mp4")}}],
+        stream=True,
+        character_options={"display_name": "我的角色", "timestamps": "1,4"},
+    )
     resp = await ready.post("/v1/chat/completions", json=body, headers=KEY)
     frames, _ = await read_sse(resp)
     result = final_result(frames)
@@ -249,10 +280,15 @@ async def test_character_creation_only(ready, sim: Sim) -> None:
 
 async def test_character_with_prompt_generates_and_cleans_up(ready, sim: Sim) -> None:
     sim.state.settings.cameo_seconds = 20
-    body = chat("sora-video-portrait-10s", [
-        {"type": "text", "text": "dancing in the rain"},
-        {"type": "video_url", "video_url": {"url": data_url(mp4_bytes(), "video/mp4")}},
-    ], stream=True, character_options={"username": "kitty_dancer"})
+    body = chat(
+        "sora-video-portrait-10s",
+        [
+            {"type": "text", "text": "dancing in the rain"},
+            {"type": "video_url", "video_url": {"url": data_url(mp4_bytes(), "video/mp4")}},
+        ],
+        stream=True,
+        character_options={"username": "kitty_dancer"},
+    )
     resp = await ready.post("/v1/chat/completions", json=body, headers=KEY)
     frames, _ = await read_sse(resp)
     assert final_result(frames)["type"] == "video"
@@ -269,7 +305,9 @@ async def test_watermark_free(make_client, sim: Sim) -> None:
     client = await make_client(generation={"watermark_free": True})
     sim.state.settings.video_seconds = 30
     await add_token(client, sim.state.add_account())
-    resp = await client.post("/v1/chat/completions", json=chat("sora-video-10s", "a cat", stream=True), headers=KEY)
+    resp = await client.post(
+        "/v1/chat/completions", json=chat("sora-video-10s", "a cat", stream=True), headers=KEY
+    )
     frames, _ = await read_sse(resp)
     result = final_result(frames)
     assert result["type"] == "video" and result.get("watermark_free") is True
@@ -287,24 +325,32 @@ async def test_watermark_free_falls_back_and_says_so(make_client, sim: Sim) -> N
     sim.state.settings.video_seconds = 30
     await add_token(client, sim.state.add_account())
     sim.state.inject("POST", "/backend/project_y/post", "500")
-    resp = await client.post("/v1/chat/completions", json=chat("sora-video-10s", "a cat", stream=True), headers=KEY)
+    resp = await client.post(
+        "/v1/chat/completions", json=chat("sora-video-10s", "a cat", stream=True), headers=KEY
+    )
     frames, _ = await read_sse(resp)
     result = final_result(frames)
     assert result["type"] == "video" and "watermark_free" not in result
-    assert any(s["stage"] == "watermark_free" and s["status"] == "error" and "falling back" in s["message"]
-               for s in reasoning(frames))
+    assert any(
+        s["stage"] == "watermark_free" and s["status"] == "error" and "falling back" in s["message"]
+        for s in reasoning(frames)
+    )
 
 
 async def test_content_policy_violation(ready, sim: Sim) -> None:
-    sim.state.scenario("violation", target="video", message="This content may violate our guardrails")
-    resp = await ready.post("/v1/chat/completions", json=chat("sora-video-10s", "bad", stream=True), headers=KEY)
+    sim.state.scenario(
+        "violation", target="video", message="This content may violate our guardrails"
+    )
+    resp = await ready.post(
+        "/v1/chat/completions", json=chat("sora-video-10s", "bad", stream=True), headers=KEY
+    )
     frames, _ = await read_sse(resp)
     result = final_result(frames)
     assert result["type"] == "error"
     assert "guardrails" in result["error"] and result["data"]["error"] == result["error"]
     assert not any("error" in f for f in frames)  # not an SDK error frame: a README result
     assert any(s["stage"] == "error" for s in reasoning(frames))
-    tokens = (await (await ready.get("/api/tokens", headers=KEY)).json())
+    tokens = await (await ready.get("/api/tokens", headers=KEY)).json()
     tok = (tokens.get("tokens") or tokens.get("data") or tokens)[0]
     assert tok["status"] == "active"
     # a violation is neither a success nor an error of the token
@@ -314,7 +360,9 @@ async def test_content_policy_violation(ready, sim: Sim) -> None:
 
 
 async def test_failure_after_stream_started_ends_with_error_frame(client, sim: Sim) -> None:
-    resp = await client.post("/v1/chat/completions", json=chat("sora-image", "a cat", stream=True), headers=KEY)
+    resp = await client.post(
+        "/v1/chat/completions", json=chat("sora-image", "a cat", stream=True), headers=KEY
+    )
     assert resp.status == 200
     frames, _ = await read_sse(resp)
     err = [f for f in frames if "error" in f]
@@ -349,7 +397,9 @@ async def test_markdown_format(make_client, sim: Sim) -> None:
 
 async def test_client_disconnect_does_not_kill_the_job(ready, sim: Sim) -> None:
     sim.state.settings.video_seconds = 60
-    resp = await ready.post("/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY)
+    resp = await ready.post(
+        "/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY
+    )
     first = await resp.content.readline()
     assert first.startswith(b"data: ")
     job_id = orjson.loads(first[6:])["job_id"]

@@ -26,7 +26,9 @@ async def test_openai_sdk_streams_progress_and_result(client, sim: Sim) -> None:
             delta = chunk.choices[0].delta
             if delta.content:
                 contents.append(delta.content)
-            extra = getattr(delta, "reasoning_content", None) or (delta.model_extra or {}).get("reasoning_content")
+            extra = getattr(delta, "reasoning_content", None) or (delta.model_extra or {}).get(
+                "reasoning_content"
+            )
             if extra:
                 reasoning.append(extra)
     assert len(contents) == 1
@@ -48,20 +50,26 @@ async def test_openai_sdk_non_stream(client, sim: Sim) -> None:
     sim.state.settings.image_seconds = 20
     await add_token(client, sim.state.add_account())
     async with _sdk(client) as sdk:
-        done = await sdk.chat.completions.create(model="sora-image", messages=[{"role": "user", "content": "x"}])
+        done = await sdk.chat.completions.create(
+            model="sora-image", messages=[{"role": "user", "content": "x"}]
+        )
     assert orjson.loads(done.choices[0].message.content or "")["type"] == "image"
 
 
 async def test_custom_watermark_parser(make_client, sim: Sim) -> None:
-    client = await make_client(generation={
-        "watermark_free": True,
-        "watermark_parse_method": "custom",
-        "watermark_custom_url": sim.url,
-        "watermark_custom_token": sim.state.settings.custom_parser_token,
-    })
+    client = await make_client(
+        generation={
+            "watermark_free": True,
+            "watermark_parse_method": "custom",
+            "watermark_custom_url": sim.url,
+            "watermark_custom_token": sim.state.settings.custom_parser_token,
+        }
+    )
     sim.state.settings.video_seconds = 30
     await add_token(client, sim.state.add_account())
-    resp = await client.post("/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY)
+    resp = await client.post(
+        "/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY
+    )
     frames, _ = await read_sse(resp)
     assert final_result(frames).get("watermark_free") is True
     (parse,) = sim.state.calls("POST", "/get-sora-link")
@@ -72,10 +80,15 @@ async def test_custom_watermark_parser(make_client, sim: Sim) -> None:
 
 
 async def test_watermark_failure_without_fallback_fails_the_job(make_client, sim: Sim) -> None:
-    client = await make_client(generation={
-        "watermark_free": True, "watermark_parse_method": "custom",
-        "watermark_custom_url": sim.url, "watermark_custom_token": "wrong", "watermark_fallback": False,
-    })
+    client = await make_client(
+        generation={
+            "watermark_free": True,
+            "watermark_parse_method": "custom",
+            "watermark_custom_url": sim.url,
+            "watermark_custom_token": "wrong",
+            "watermark_fallback": False,
+        }
+    )
     sim.state.settings.video_seconds = 30
     await add_token(client, sim.state.add_account())
     resp = await client.post("/v1/chat/completions", json=chat("sora-video-10s", "x"), headers=KEY)

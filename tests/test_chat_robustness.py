@@ -28,12 +28,60 @@ async def _job_count(client) -> int:
         ({"model": "nope", "messages": [{"role": "user", "content": "x"}]}, "Unknown model 'nope'"),
         ({"messages": [{"role": "user", "content": "x"}]}, "'model' is required"),
         ({"model": "sora-image", "messages": []}, "'messages' must be a non-empty array"),
-        ({"model": "sora-image", "messages": [{"role": "user", "content": ""}]}, "no text, image or video"),
-        ({"model": "sora-image", "messages": [{"role": "user", "content": [{"type": "audio"}]}]}, "unsupported type 'audio'"),
-        (chat("sora-image", [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}}]), "invalid base64"),
-        (chat("sora-image", [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(b"hello world").decode()}}]), "not a PNG, JPEG, GIF or WebP image"),
-        (chat("sora-image", [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": "http://127.0.0.1:1/cat.png"}}]), "127.0.0.1"),
-        (chat("sora-image", [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]), "http"),
+        (
+            {"model": "sora-image", "messages": [{"role": "user", "content": ""}]},
+            "no text, image or video",
+        ),
+        (
+            {"model": "sora-image", "messages": [{"role": "user", "content": [{"type": "audio"}]}]},
+            "unsupported type 'audio'",
+        ),
+        (
+            chat(
+                "sora-image",
+                [
+                    {"type": "text", "text": "x"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,@@@"}},
+                ],
+            ),
+            "invalid base64",
+        ),
+        (
+            chat(
+                "sora-image",
+                [
+                    {"type": "text", "text": "x"},
+                    {
+                        "type": "image_url",
+                        "image_url": {
+                            "url": "data:image/png;base64,"
+                            + base64.b64encode(b"hello world").decode()
+                        },
+                    },
+                ],
+            ),
+            "not a PNG, JPEG, GIF or WebP image",
+        ),
+        (
+            chat(
+                "sora-image",
+                [
+                    {"type": "text", "text": "x"},
+                    {"type": "image_url", "image_url": {"url": "http://127.0.0.1:1/cat.png"}},
+                ],
+            ),
+            "127.0.0.1",
+        ),
+        (
+            chat(
+                "sora-image",
+                [
+                    {"type": "text", "text": "x"},
+                    {"type": "image_url", "image_url": {"url": "file:///etc/passwd"}},
+                ],
+            ),
+            "http",
+        ),
         (chat("sora-video-10s", "[3s]too short"), "each shot must last"),
         (chat("sora-video-10s", "intro [5s] [10s]"), "no valid shot"),
         (chat("sora-video-10s", "x", style_id="glitter"), "Unknown style 'glitter'"),
@@ -44,7 +92,9 @@ async def _job_count(client) -> int:
         ([1, 2], "must be a JSON object"),
     ],
 )
-async def test_bad_input_is_a_named_400_and_writes_nothing(client, sim: Sim, body, fragment: str) -> None:
+async def test_bad_input_is_a_named_400_and_writes_nothing(
+    client, sim: Sim, body, fragment: str
+) -> None:
     await add_token(client, sim.state.add_account())
     resp = await client.post("/v1/chat/completions", json=body, headers=KEY)
     assert resp.status == 400, await resp.text()
@@ -59,7 +109,13 @@ async def test_jpeg_input_is_labelled_jpeg(client, sim: Sim) -> None:
     sim.state.settings.image_seconds = 20
     await add_token(client, sim.state.add_account())
     jpeg = bytes.fromhex("ffd8ffe000104a46494600010100000100010000ffd9")
-    body = chat("sora-image", [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": data_url(jpeg, "image/jpeg")}}])
+    body = chat(
+        "sora-image",
+        [
+            {"type": "text", "text": "x"},
+            {"type": "image_url", "image_url": {"url": data_url(jpeg, "image/jpeg")}},
+        ],
+    )
     await client.post("/v1/chat/completions", json=body, headers=KEY)
     (upload,) = sim.state.calls("POST", "/backend/uploads")
     assert upload.form["file"]["content_type"] == "image/jpeg"
@@ -70,7 +126,9 @@ async def test_draft_lag_is_not_a_violation(client, sim: Sim) -> None:
     sim.state.settings.video_seconds = 30
     await add_token(client, sim.state.add_account())
     sim.state.scenario("success", target="video", draft_lag=3, draft_null_urls_polls=3)
-    resp = await client.post("/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY)
+    resp = await client.post(
+        "/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY
+    )
     frames, _ = await read_sse(resp)
     assert final_result(frames)["type"] == "video"
 
@@ -109,7 +167,10 @@ async def test_token_expiring_at_create_moves_to_the_next_token(client, sim: Sim
     body = await resp.json()
     assert resp.status == 503, body
     assert "2 expired" in body["error"]["message"]
-    statuses = {r["id"]: r["status"] for r in await client.app[keys.STORE].fetchall("SELECT id, status FROM tokens")}
+    statuses = {
+        r["id"]: r["status"]
+        for r in await client.app[keys.STORE].fetchall("SELECT id, status FROM tokens")
+    }
     assert statuses == {id_a: "expired", id_b: "expired"}
 
 
@@ -137,7 +198,9 @@ async def test_fifty_parallel_jobs_with_random_disconnects(make_client, sim: Sim
 
     async def one(i: int) -> str:
         nonlocal peak
-        resp = await client.post("/v1/chat/completions", json=chat("sora-image", f"cat {i}", stream=True), headers=KEY)
+        resp = await client.post(
+            "/v1/chat/completions", json=chat("sora-image", f"cat {i}", stream=True), headers=KEY
+        )
         first = await resp.content.readline()
         job_id = orjson.loads(first[6:])["job_id"]
         if random.random() < 0.5:
@@ -163,12 +226,16 @@ async def test_fifty_parallel_jobs_with_random_disconnects(make_client, sim: Sim
     assert sum(counts) == 50 and min(counts) > 0  # work spread over every token
 
 
-async def test_job_resumes_after_restart_without_resubmitting(sim: Sim, tmp_path: Path, aiohttp_client) -> None:
+async def test_job_resumes_after_restart_without_resubmitting(
+    sim: Sim, tmp_path: Path, aiohttp_client
+) -> None:
     sim.state.settings.video_seconds = 300
     config = config_for(sim, tmp_path)
     client = await aiohttp_client(create_app(config))
     await add_token(client, sim.state.add_account())
-    resp = await client.post("/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY)
+    resp = await client.post(
+        "/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY
+    )
     job_id = orjson.loads((await resp.content.readline())[6:])["job_id"]
     store = client.app[keys.STORE]
     for _ in range(200):
@@ -189,12 +256,23 @@ async def test_job_resumes_after_restart_without_resubmitting(sim: Sim, tmp_path
     assert orjson.loads(row["result"])["type"] == "video"
 
 
-async def test_job_interrupted_before_submit_fails_with_reason(sim: Sim, tmp_path: Path, aiohttp_client) -> None:
+async def test_job_interrupted_before_submit_fails_with_reason(
+    sim: Sim, tmp_path: Path, aiohttp_client
+) -> None:
     config = config_for(sim, tmp_path)
     client = await aiohttp_client(create_app(config))
     store = client.app[keys.STORE]
-    await store.insert("jobs", {"id": "video_" + "0" * 32, "kind": "video", "model": "sora-video-10s",
-                                "request": "{}", "status": "queued", "created_at": 1.0})
+    await store.insert(
+        "jobs",
+        {
+            "id": "video_" + "0" * 32,
+            "kind": "video",
+            "model": "sora-video-10s",
+            "request": "{}",
+            "status": "queued",
+            "created_at": 1.0,
+        },
+    )
     await client.close()
     client2 = await aiohttp_client(create_app(config))
     run = client2.app[keys.JOBS].run_of("video_" + "0" * 32)
@@ -217,7 +295,9 @@ async def test_caching_failure_is_a_clear_error(client, sim: Sim) -> None:
 async def test_shutdown_ends_open_streams_cleanly(client, sim: Sim) -> None:
     sim.state.settings.video_seconds = 300
     await add_token(client, sim.state.add_account())
-    resp = await client.post("/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY)
+    resp = await client.post(
+        "/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY
+    )
     job_id = orjson.loads((await resp.content.readline())[6:])["job_id"]
     await client.app.shutdown()  # what SIGTERM triggers first
     frames, _ = await read_sse(resp)

@@ -56,7 +56,10 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("[server]\nport = 'x'", "[server] port must be an integer"),
         ("[server]\nportt = 1", "unknown key [server] portt"),
         ("[nope]\na = 1", "unknown section [nope]"),
-        ("[security]\nallow_private_urls = 1", "[security] allow_private_urls must be true or false"),
+        (
+            "[security]\nallow_private_urls = 1",
+            "[security] allow_private_urls must be true or false",
+        ),
         ("[generation]\ncontent_format = 'html'", "content_format must be one of json, markdown"),
         ("[upstream]\npoll_interval = -1", "must not be negative"),
         ("[upstream]\nproxy = 'ftp://x'", "[upstream] proxy must start with http://"),
@@ -72,7 +75,9 @@ def test_bad_config_names_file_and_key(tmp_path: Path, text: str, fragment: str)
 
 def test_env_overrides_file(tmp_path: Path) -> None:
     path = _write(tmp_path, "[server]\nport = 8000\n")
-    cfg = load_config(path, env={"SORA2API_SERVER_PORT": "9000", "SORA2API_SECURITY_ALLOW_PRIVATE_URLS": "true"})
+    cfg = load_config(
+        path, env={"SORA2API_SERVER_PORT": "9000", "SORA2API_SECURITY_ALLOW_PRIVATE_URLS": "true"}
+    )
     assert cfg.server.port == 9000
     assert cfg.security.allow_private_urls is True
     assert ("server", "port") in cfg.env_overrides
@@ -84,13 +89,19 @@ def test_env_overrides_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
-    [(None, "config file not found"), ("[server]\nport = true", "[server] port must be an integer")],
+    [
+        (None, "config file not found"),
+        ("[server]\nport = true", "[server] port must be an integer"),
+    ],
 )
 def test_cli_exits_nonzero_with_one_line(tmp_path: Path, text: str | None, fragment: str) -> None:
     path = tmp_path / "missing.toml" if text is None else _write(tmp_path, text)
     proc = subprocess.run(
         [sys.executable, "-m", "sora2api", "--config", str(path)],
-        capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
@@ -110,7 +121,9 @@ async def test_fresh_db_reaches_current_version(tmp_path: Path) -> None:
 async def test_old_db_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     old = await Store.open(path, migrations=MIGRATIONS[:1])
-    await old.insert("tokens", {"email": "a@x", "access_token": "at", "is_active": 0, "created_at": 1.0})
+    await old.insert(
+        "tokens", {"email": "a@x", "access_token": "at", "is_active": 0, "created_at": 1.0}
+    )
     assert await old.version() == 1
     await old.close()
     store = await Store.open(path)
@@ -144,7 +157,9 @@ def _assert_envelope(body: dict, status_word: str | None = None) -> None:
     assert body["error"]["message"]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}])
+@pytest.mark.parametrize(
+    "headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"}]
+)
 async def test_v1_requires_the_key(client, headers) -> None:
     resp = await client.get("/v1/models", headers=headers)
     assert resp.status == 401
@@ -157,9 +172,15 @@ async def test_models_list(client) -> None:
     body = await resp.json()
     assert body["object"] == "list"
     assert [m["id"] for m in body["data"]] == [
-        "sora-image", "sora-image-landscape", "sora-image-portrait",
-        "sora-video-10s", "sora-video-15s", "sora-video-landscape-10s", "sora-video-landscape-15s",
-        "sora-video-portrait-10s", "sora-video-portrait-15s",
+        "sora-image",
+        "sora-image-landscape",
+        "sora-image-portrait",
+        "sora-video-10s",
+        "sora-video-15s",
+        "sora-video-landscape-10s",
+        "sora-video-landscape-15s",
+        "sora-video-portrait-10s",
+        "sora-video-portrait-15s",
     ]
     assert all(m["object"] == "model" and m["owned_by"] for m in body["data"])
     assert len(MODELS) == 9

@@ -105,7 +105,9 @@ async def _poll(
 
 async def _cache(ctx: JobContext, lease: Lease, urls: list[str], ext: str) -> list[str]:
     """Download results into the media cache; a failure is a clear error, never a silent link."""
-    await ctx.emit("cache", "started", f"Caching {len(urls)} file(s)...", 100.0, {"count": len(urls)})
+    await ctx.emit(
+        "cache", "started", f"Caching {len(urls)} file(s)...", 100.0, {"count": len(urls)}
+    )
     names: list[str] = []
     for url in urls:
         try:
@@ -130,10 +132,16 @@ async def _image(ctx: JobContext) -> dict[str, Any]:
         if req.image is not None:
             await ctx.emit("upload", "started", "Uploading the reference image...")
             media_id = await ctx.client.upload_image(
-                lease.access_token, req.image.data, req.image.filename, req.image.content_type, lease.proxy
+                lease.access_token,
+                req.image.data,
+                req.image.filename,
+                req.image.content_type,
+                lease.proxy,
             )
             inpaint = [{"type": "image", "frame_index": 0, "upload_media_id": media_id}]
-            await ctx.emit("upload", "completed", "Reference image uploaded", details={"media_id": media_id})
+            await ctx.emit(
+                "upload", "completed", "Reference image uploaded", details={"media_id": media_id}
+            )
         payload = {
             "type": "image_gen",
             "operation": "remix" if inpaint else "simple_compose",
@@ -146,7 +154,11 @@ async def _image(ctx: JobContext) -> dict[str, Any]:
         }
         task_id = await ctx.client.create_image(lease.access_token, payload, lease.proxy)
         await ctx.emit(
-            "generation", "started", "Image generation started", 0.0, {"task_id": task_id, "job_id": ctx.job_id}
+            "generation",
+            "started",
+            "Image generation started",
+            0.0,
+            {"task_id": task_id, "job_id": ctx.job_id},
         )
         return task_id
 
@@ -155,18 +167,30 @@ async def _image(ctx: JobContext) -> dict[str, Any]:
 
 async def _follow_image(ctx: JobContext, lease: Lease, task_id: str) -> dict[str, Any]:
     task = await _poll(ctx, lease, task_id, "image", "generation", "Image generation")
-    urls = [str(g["url"]) for g in task.get("generations") or [] if isinstance(g, dict) and g.get("url")]
+    urls = [
+        str(g["url"]) for g in task.get("generations") or [] if isinstance(g, dict) and g.get("url")
+    ]
     if not urls:
-        raise UpstreamFailure(Kind.MALFORMED, "the image task succeeded without any image", endpoint="task")
+        raise UpstreamFailure(
+            Kind.MALFORMED, "the image task succeeded without any image", endpoint="task"
+        )
     await ctx.pool.report_success(lease.token_id, "image")
-    await ctx.emit("generation", "completed", f"{len(urls)} image(s) generated", 100.0, {"image_count": len(urls)})
+    await ctx.emit(
+        "generation",
+        "completed",
+        f"{len(urls)} image(s) generated",
+        100.0,
+        {"image_count": len(urls)},
+    )
     return image_result(await _cache(ctx, lease, urls, "png"))
 
 
 # -- videos ----------------------------------------------------------------------------------
 
 
-def _video_payload(spec: dict[str, Any], prompt: str, inpaint: list[dict[str, Any]], model: Any) -> dict[str, Any]:
+def _video_payload(
+    spec: dict[str, Any], prompt: str, inpaint: list[dict[str, Any]], model: Any
+) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "kind": "video",
         "prompt": prompt,
@@ -191,13 +215,24 @@ async def _video(ctx: JobContext, *, prompt: str | None = None) -> dict[str, Any
         if req.image is not None:
             await ctx.emit("upload", "started", "Uploading the start image...")
             media_id = await ctx.client.upload_image(
-                lease.access_token, req.image.data, req.image.filename, req.image.content_type, lease.proxy
+                lease.access_token,
+                req.image.data,
+                req.image.filename,
+                req.image.content_type,
+                lease.proxy,
             )
             inpaint = [{"kind": "upload", "upload_id": media_id}]
-            await ctx.emit("upload", "completed", "Start image uploaded", details={"media_id": media_id})
+            await ctx.emit(
+                "upload", "completed", "Start image uploaded", details={"media_id": media_id}
+            )
         at, proxy = lease.access_token, lease.proxy
         if req.mode == "remix":
-            await ctx.emit("remix", "started", f"Remixing {req.remix_target_id}...", details={"remix_target_id": req.remix_target_id})
+            await ctx.emit(
+                "remix",
+                "started",
+                f"Remixing {req.remix_target_id}...",
+                details={"remix_target_id": req.remix_target_id},
+            )
             payload = {
                 "kind": "video",
                 "prompt": req.prompt,
@@ -218,20 +253,34 @@ async def _video(ctx: JobContext, *, prompt: str | None = None) -> dict[str, Any
                 "storyboard",
                 "started",
                 f"Storyboard with {len(req.storyboard.shots)} shot(s)",
-                details={"shots": len(req.storyboard.shots), "seconds": req.storyboard.total_seconds},
+                details={
+                    "shots": len(req.storyboard.shots),
+                    "seconds": req.storyboard.total_seconds,
+                },
             )
             payload = _video_payload(spec, req.storyboard.backend_prompt(), inpaint, req.model)
             payload.update(
-                title="Draft your video", storyboard_id=None, remix_target_id=None, metadata=None,
-                style_id=req.style_id, cameo_ids=None, cameo_replacements=None,
-                audio_caption=None, audio_transcript=None, video_caption=None,
+                title="Draft your video",
+                storyboard_id=None,
+                remix_target_id=None,
+                metadata=None,
+                style_id=req.style_id,
+                cameo_ids=None,
+                cameo_replacements=None,
+                audio_caption=None,
+                audio_transcript=None,
+                video_caption=None,
             )
             task_id = await ctx.client.create_storyboard(at, payload, proxy)
         else:
             payload = _video_payload(spec, prompt or req.prompt, inpaint, req.model)
             task_id = await ctx.client.create_video(at, payload, proxy)
         await ctx.emit(
-            "generation", "started", "Video generation started", 0.0, {"task_id": task_id, "job_id": ctx.job_id}
+            "generation",
+            "started",
+            "Video generation started",
+            0.0,
+            {"task_id": task_id, "job_id": ctx.job_id},
         )
         return task_id
 
@@ -241,7 +290,9 @@ async def _video(ctx: JobContext, *, prompt: str | None = None) -> dict[str, Any
 async def _follow_video(ctx: JobContext, lease: Lease, task_id: str) -> dict[str, Any]:
     draft = await _poll(ctx, lease, task_id, "video", "generation", "Video generation")
     await ctx.pool.report_success(lease.token_id, "video")
-    await ctx.emit("generation", "completed", "Video generated", 100.0, {"generation_id": draft.get("id")})
+    await ctx.emit(
+        "generation", "completed", "Video generated", 100.0, {"generation_id": draft.get("id")}
+    )
     # Kept for later: a remix of this video publishes the draft by its generation id.
     await ctx.save_state(generation_id=draft.get("id") or draft.get("generation_id"))
     await _refresh_quota(ctx, lease)
@@ -265,8 +316,11 @@ async def _cache_thumbnail(ctx: JobContext, lease: Lease, draft: dict[str, Any])
     suffix = url.split("?", 1)[0].rsplit(".", 1)[-1].lower()
     try:
         cached = await ctx.media.store_url(
-            url, ext=suffix if suffix in ("png", "jpg", "jpeg", "webp") else "jpg",
-            proxy=lease.proxy, max_bytes=16 << 20, timeout=30.0,
+            url,
+            ext=suffix if suffix in ("png", "jpg", "jpeg", "webp") else "jpg",
+            proxy=lease.proxy,
+            max_bytes=16 << 20,
+            timeout=30.0,
         )
     except ApiError as exc:
         log.info("job %s: no thumbnail cached: %s", ctx.job_id, exc.message)
@@ -289,17 +343,25 @@ async def _watermark_free(ctx: JobContext, lease: Lease, draft: dict[str, Any]) 
     try:
         generation_id = draft.get("id") or draft.get("generation_id")
         if not generation_id:
-            raise UpstreamFailure(Kind.MALFORMED, "the draft has no generation id", endpoint="drafts")
+            raise UpstreamFailure(
+                Kind.MALFORMED, "the draft has no generation id", endpoint="drafts"
+            )
         post_id = await ctx.client.publish(lease.access_token, str(generation_id), lease.proxy)
         await ctx.emit(
-            "watermark_free", "processing", "Post published; resolving the clean file",
+            "watermark_free",
+            "processing",
+            "Post published; resolving the clean file",
             details={"post_id": post_id, "parse_method": gen.watermark_parse_method},
         )
         if gen.watermark_parse_method == "custom":
             if not gen.watermark_custom_url:
-                raise JobFailed("config", "watermark_parse_method is 'custom' but watermark_custom_url is empty")
+                raise JobFailed(
+                    "config", "watermark_parse_method is 'custom' but watermark_custom_url is empty"
+                )
             link = await ctx.client.custom_parse(
-                gen.watermark_custom_url, f"https://sora.chatgpt.com/p/{post_id}", gen.watermark_custom_token
+                gen.watermark_custom_url,
+                f"https://sora.chatgpt.com/p/{post_id}",
+                gen.watermark_custom_token,
             )
         else:
             link = ctx.settings.current.upstream.third_party_url.replace("{post_id}", post_id)
@@ -309,9 +371,12 @@ async def _watermark_free(ctx: JobContext, lease: Lease, draft: dict[str, Any]) 
     except (UpstreamFailure, JobFailed, ApiError) as exc:
         reason = exc.describe() if isinstance(exc, UpstreamFailure) else exc.message
         if not gen.watermark_fallback:
-            raise JobFailed("watermark_free_failed", f"Watermark-free processing failed: {reason}") from None
+            raise JobFailed(
+                "watermark_free_failed", f"Watermark-free processing failed: {reason}"
+            ) from None
         await ctx.emit(
-            "watermark_free", "error",
+            "watermark_free",
+            "error",
             f"Watermark-free processing failed ({reason}); falling back to the normal video",
             details={"fallback": True},
         )
@@ -320,7 +385,12 @@ async def _watermark_free(ctx: JobContext, lease: Lease, draft: dict[str, Any]) 
         if post_id:
             try:
                 await ctx.client.delete_post(lease.access_token, post_id, lease.proxy)
-                await ctx.emit("watermark_free", "processing", "Published post deleted", details={"post_id": post_id})
+                await ctx.emit(
+                    "watermark_free",
+                    "processing",
+                    "Published post deleted",
+                    details={"post_id": post_id},
+                )
             except UpstreamFailure as exc:
                 log.warning("could not delete post %s: %s", post_id, exc.describe())
 
@@ -334,9 +404,16 @@ async def _create_character(ctx: JobContext, lease: Lease, *, public: bool) -> d
     opts = req.character
     at, proxy = lease.access_token, lease.proxy
     await ctx.emit("character_creation", "started", "Uploading the character video...")
-    cameo_id = await ctx.client.upload_cameo_video(at, req.video.data, opts.get("timestamps", "0,3"), proxy)
+    cameo_id = await ctx.client.upload_cameo_video(
+        at, req.video.data, opts.get("timestamps", "0,3"), proxy
+    )
     await ctx.save_state(phase="cameo", cameo_id=cameo_id)
-    await ctx.emit("character_creation", "processing", "Video uploaded; Sora is processing the character", details={"cameo_id": cameo_id})
+    await ctx.emit(
+        "character_creation",
+        "processing",
+        "Video uploaded; Sora is processing the character",
+        details={"cameo_id": cameo_id},
+    )
     status = await _wait_cameo(ctx, lease, cameo_id)
     hint = str(status.get("username_hint") or "character")
     username = opts.get("username") or f"{hint.rsplit('.', 1)[-1]}{random.randint(100, 999)}"
@@ -344,18 +421,28 @@ async def _create_character(ctx: JobContext, lease: Lease, *, public: bool) -> d
     display_name = opts.get("display_name") or str(status.get("display_name_hint") or "Character")
     asset_url = status.get("profile_asset_url")
     if not asset_url:
-        raise UpstreamFailure(Kind.MALFORMED, "the finished character has no profile image", endpoint="cameo")
+        raise UpstreamFailure(
+            Kind.MALFORMED, "the finished character has no profile image", endpoint="cameo"
+        )
     avatar = await ctx.client.download(str(asset_url), proxy=proxy)
     pointer = await ctx.client.upload_profile_asset(at, avatar, proxy)
-    instructions = opts.get("instruction_set") or status.get("instruction_set_hint") or status.get("instruction_set")
+    instructions = (
+        opts.get("instruction_set")
+        or status.get("instruction_set_hint")
+        or status.get("instruction_set")
+    )
     safety = opts.get("safety_instruction_set")
     body = {
         "cameo_id": cameo_id,
         "username": username,
         "display_name": display_name,
         "profile_asset_pointer": pointer,
-        "instruction_set": {"value": [{"type": "text", "value": str(instructions)}]} if instructions else None,
-        "safety_instruction_set": {"value": [{"type": "text", "value": safety}]} if safety else None,
+        "instruction_set": {"value": [{"type": "text", "value": str(instructions)}]}
+        if instructions
+        else None,
+        "safety_instruction_set": {"value": [{"type": "text", "value": safety}]}
+        if safety
+        else None,
     }
     character_id = await ctx.client.finalize_character(at, body, proxy)
     visibility = "private"
@@ -377,7 +464,9 @@ async def _create_character(ctx: JobContext, lease: Lease, *, public: bool) -> d
         },
     )
     await ctx.emit(
-        "character_creation", "completed", f"Character @{username} created",
+        "character_creation",
+        "completed",
+        f"Character @{username} created",
         details={"username": username, "cameo_id": cameo_id, "character_id": character_id},
     )
     return character_result(username, display_name, cameo_id, character_id)
@@ -400,7 +489,9 @@ async def _wait_cameo(ctx: JobContext, lease: Lease, cameo_id: str) -> dict[str,
             state = str(status.get("status") or "")
             if state in ("failed", "error"):
                 raise UpstreamFailure(
-                    Kind.BAD_REQUEST, str(status.get("status_message") or "character processing failed"), endpoint="cameo"
+                    Kind.BAD_REQUEST,
+                    str(status.get("status_message") or "character processing failed"),
+                    endpoint="cameo",
                 )
             if status.get("status_message") == "Completed" or state == "finalized":
                 return status
@@ -440,10 +531,21 @@ async def _character_video(ctx: JobContext) -> dict[str, Any]:
             raise
         try:
             spec = req.describe()
-            payload = _video_payload({**spec, "style_id": req.style_id}, f"@{char['username']} {req.prompt}", [], req.model)
+            payload = _video_payload(
+                {**spec, "style_id": req.style_id},
+                f"@{char['username']} {req.prompt}",
+                [],
+                req.model,
+            )
             task_id = await ctx.client.create_video(lease.access_token, payload, lease.proxy)
             await ctx.save(upstream_task_id=task_id)
-            await ctx.emit("generation", "started", "Video generation started", 0.0, {"task_id": task_id, "job_id": ctx.job_id})
+            await ctx.emit(
+                "generation",
+                "started",
+                "Video generation started",
+                0.0,
+                {"task_id": task_id, "job_id": ctx.job_id},
+            )
             return await _follow_video(ctx, lease, task_id)
         finally:
             await _cleanup_character(ctx, lease, char["character_id"])
@@ -470,7 +572,12 @@ async def _cleanup_character(ctx: JobContext, lease: Lease, character_id: str) -
 async def run_flow(ctx: JobContext) -> dict[str, Any]:
     req = ctx.req
     assert req is not None
-    await ctx.emit("generation", "started", "Initializing generation request...", details={"job_id": ctx.job_id, "mode": req.mode})
+    await ctx.emit(
+        "generation",
+        "started",
+        "Initializing generation request...",
+        details={"job_id": ctx.job_id, "mode": req.mode},
+    )
     if req.mode == "image":
         return await _image(ctx)
     if req.mode == "character":
@@ -492,7 +599,9 @@ async def resume_flow(ctx: JobContext) -> dict[str, Any]:
             "(that could spend quota twice). Submit it again.",
         )
     kind = state.get("task_kind", "video")
-    await ctx.emit("generation", "processing", "Resumed after a server restart", details={"task_id": task_id})
+    await ctx.emit(
+        "generation", "processing", "Resumed after a server restart", details={"task_id": task_id}
+    )
     async with ctx.pool.lease(kind, token_id=int(token_id)) as lease:
         try:
             if kind == "image":

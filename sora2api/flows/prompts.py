@@ -15,8 +15,17 @@ _STYLE_IN_PROMPT = re.compile(r"\{([A-Za-z]+)\}")
 
 # The README's six styles plus those later Sora builds accepted.
 STYLES = (
-    "festive", "retro", "news", "selfie", "handheld", "anime",
-    "kakalaka", "golden", "nostalgic", "comic", "vintage",
+    "festive",
+    "retro",
+    "news",
+    "selfie",
+    "handheld",
+    "anime",
+    "kakalaka",
+    "golden",
+    "nostalgic",
+    "comic",
+    "vintage",
 )
 SHOT_SECONDS = (5, 10, 15, 20)
 
@@ -85,7 +94,9 @@ class Storyboard:
         """The text the backend's storyboard endpoint expects (shots, then instructions)."""
         blocks = []
         for i, shot in enumerate(self.shots, 1):
-            blocks.append(f"Shot {i}:\nduration: {shot.label or f'{shot.seconds:g}'}sec\nScene: {shot.scene}")
+            blocks.append(
+                f"Shot {i}:\nduration: {shot.label or f'{shot.seconds:g}'}sec\nScene: {shot.scene}"
+            )
         shots = "\n\n".join(blocks)
         if self.instructions:
             return f"current timeline:\n{shots}\n\ninstructions:\n{self.instructions}"

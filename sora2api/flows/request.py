@@ -87,7 +87,9 @@ async def load_media(value: Any, guard: UrlGuard, *, kind: str, param: str) -> M
     if isinstance(value, dict):
         value = value.get("url")
     if not isinstance(value, str) or not value.strip():
-        raise BadRequestError(f"{param}: expected a data: URL, base64 or an http(s) URL", param=param)
+        raise BadRequestError(
+            f"{param}: expected a data: URL, base64 or an http(s) URL", param=param
+        )
     value = value.strip()
     if value.startswith("data:"):
         data = parse_data_url(value, param)
@@ -178,11 +180,15 @@ async def parse_chat(body: Any, guard: UrlGuard) -> GenRequest:
     elif isinstance(content, list):
         for i, part in enumerate(content):
             if not isinstance(part, dict):
-                raise BadRequestError(f"messages content part {i} must be an object", param="messages")
+                raise BadRequestError(
+                    f"messages content part {i} must be an object", param="messages"
+                )
             ptype = part.get("type")
             if ptype == "text":
                 if not isinstance(part.get("text"), str):
-                    raise BadRequestError(f"content part {i}: 'text' must be a string", param="messages")
+                    raise BadRequestError(
+                        f"content part {i}: 'text' must be a string", param="messages"
+                    )
                 texts.append(part["text"])
             elif ptype in ("image_url", "input_image"):
                 image_value = part.get("image_url", part.get("url"))
@@ -194,7 +200,9 @@ async def parse_chat(body: Any, guard: UrlGuard) -> GenRequest:
                     param="messages",
                 )
     elif content is not None:
-        raise BadRequestError("message content must be a string or an array of parts", param="messages")
+        raise BadRequestError(
+            "message content must be a string or an array of parts", param="messages"
+        )
     prompt = "\n".join(t.strip() for t in texts if t.strip())
     if not prompt and image_value in (None, "") and video_value in (None, ""):
         raise BadRequestError("The message has no text, image or video", param="messages")
@@ -206,7 +214,9 @@ async def parse_chat(body: Any, guard: UrlGuard) -> GenRequest:
 
     if model.kind == "image":
         if video_value not in (None, ""):
-            raise BadRequestError("Image models take no video input; use a sora-video-* model", param="model")
+            raise BadRequestError(
+                "Image models take no video input; use a sora-video-* model", param="model"
+            )
         if not prompt:
             raise BadRequestError("Image generation needs a text prompt", param="messages")
         if image_value not in (None, ""):

@@ -13,13 +13,19 @@ def image_result(urls: list[str]) -> dict[str, Any]:
 
 
 def video_result(url: str, *, watermark_free: bool = False) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "video", "url": url, "data": [{"url": url, "revised_prompt": None}]}
+    out: dict[str, Any] = {
+        "type": "video",
+        "url": url,
+        "data": [{"url": url, "revised_prompt": None}],
+    }
     if watermark_free:
         out["watermark_free"] = True
     return out
 
 
-def character_result(username: str, display_name: str, cameo_id: str, character_id: str) -> dict[str, Any]:
+def character_result(
+    username: str, display_name: str, cameo_id: str, character_id: str
+) -> dict[str, Any]:
     data = {
         "username": username,
         "display_name": display_name,

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-
 import orjson
 from aiohttp import web
 
 from ..errors import NotFoundError, json_response
 from ..models import MODELS
-
 
 
 def _model_object(model_id: str) -> dict[str, object]:

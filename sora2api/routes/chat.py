@@ -8,7 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from .. import keys
-from ..errors import ApiError, ConflictError, TimeoutError_, UnavailableError, UpstreamError, json_response
+from ..errors import (
+    ApiError,
+    ConflictError,
+    TimeoutError_,
+    UnavailableError,
+    UpstreamError,
+    json_response,
+)
 from ..flows.request import parse_chat
 from ..flows.results import error_result, render_content
 from ..jobs import Event, JobFailed, JobRun
@@ -16,14 +23,18 @@ from ..sse import DONE, KEEPALIVE, frame, open_stream, send
 from .common import optional_bool, read_object, submit
 
 
-def _chunk(run: JobRun, model: str, created: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+def _chunk(
+    run: JobRun, model: str, created: int, delta: dict[str, Any], finish: str | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": f"chatcmpl-{run.job_id}",
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
         "job_id": run.job_id,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "native_finish_reason": finish}],
+        "choices": [
+            {"index": 0, "delta": delta, "finish_reason": finish, "native_finish_reason": finish}
+        ],
     }
     if finish is not None:
         out["usage"] = {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1}
@@ -64,28 +75,81 @@ async def _stream(request: web.Request, run: JobRun, model: str) -> web.StreamRe
     settings = request.app[keys.SETTINGS].current
     created = int(time.time())
     resp = await open_stream(request)
-    first = Event("generation", "started", f"Job {run.job_id} accepted", details={"job_id": run.job_id})
+    first = Event(
+        "generation", "started", f"Job {run.job_id} accepted", details={"job_id": run.job_id}
+    )
     # The first chunk goes out at once: chat clients and proxies time out a silent stream.
-    if not await send(resp, frame(_chunk(run, model, created, {"role": "assistant", "content": None, "reasoning_content": first.as_dict()}))):
+    if not await send(
+        resp,
+        frame(
+            _chunk(
+                run,
+                model,
+                created,
+                {"role": "assistant", "content": None, "reasoning_content": first.as_dict()},
+            )
+        ),
+    ):
         return resp
     async for event in run.follow(settings.server.keepalive_interval):
-        data = KEEPALIVE if event is None else frame(
-            _chunk(run, model, created, {"content": None, "reasoning_content": event.as_dict()})
+        data = (
+            KEEPALIVE
+            if event is None
+            else frame(
+                _chunk(run, model, created, {"content": None, "reasoning_content": event.as_dict()})
+            )
         )
         if not await send(resp, data):
             return resp  # the client left; the job goes on and stays reachable by its id
     content = final_content(run, settings.generation.content_format)
     if content is not None:
         if run.error is not None:
-            await send(resp, frame(_chunk(run, model, created, {"content": None, "reasoning_content": Event(
-                "error", "error", run.error.message, details={"error_type": run.error.code}).as_dict()})))
-        await send(resp, frame(_chunk(run, model, created, {"content": content, "reasoning_content": None}, "stop")))
+            await send(
+                resp,
+                frame(
+                    _chunk(
+                        run,
+                        model,
+                        created,
+                        {
+                            "content": None,
+                            "reasoning_content": Event(
+                                "error",
+                                "error",
+                                run.error.message,
+                                details={"error_type": run.error.code},
+                            ).as_dict(),
+                        },
+                    )
+                ),
+            )
+        await send(
+            resp,
+            frame(
+                _chunk(run, model, created, {"content": content, "reasoning_content": None}, "stop")
+            ),
+        )
     else:
         err = run.error or JobFailed("internal_error", "The job ended without a result")
         api_err = failure_error(err)
         # A readable line for chat UIs, then the error frame the OpenAI SDK raises on.
-        await send(resp, frame(_chunk(run, model, created, {"content": f"Generation failed: {err.message}", "reasoning_content": Event(
-            "error", "error", err.message, details={"error_type": err.code}).as_dict()}, "stop")))
+        await send(
+            resp,
+            frame(
+                _chunk(
+                    run,
+                    model,
+                    created,
+                    {
+                        "content": f"Generation failed: {err.message}",
+                        "reasoning_content": Event(
+                            "error", "error", err.message, details={"error_type": err.code}
+                        ).as_dict(),
+                    },
+                    "stop",
+                )
+            ),
+        )
         await send(resp, frame(api_err.body()))
     await send(resp, DONE)
     return resp
@@ -97,10 +161,14 @@ async def _wait(request: web.Request, run: JobRun, model: str) -> web.Response:
     try:
         await engine.wait(run, engine.job_timeout(run.kind))
     except TimeoutError:
-        raise TimeoutError_(f"Job {run.job_id} is still running; fetch it later by its id") from None
+        raise TimeoutError_(
+            f"Job {run.job_id} is still running; fetch it later by its id"
+        ) from None
     content = final_content(run, settings.generation.content_format)
     if content is None:
-        raise failure_error(run.error or JobFailed("internal_error", "The job ended without a result"))
+        raise failure_error(
+            run.error or JobFailed("internal_error", "The job ended without a result")
+        )
     return json_response(
         {
             "id": f"chatcmpl-{run.job_id}",
@@ -109,7 +177,11 @@ async def _wait(request: web.Request, run: JobRun, model: str) -> web.Response:
             "model": model,
             "job_id": run.job_id,
             "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "stop",
+                }
             ],
             "usage": {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1},
         }

@@ -60,7 +60,9 @@ class StoreBase:
         await self._conn.executemany(sql, seq)
         await self._conn.commit()
 
-    async def fetchone(self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()) -> Row | None:
+    async def fetchone(
+        self, sql: str, params: Iterable[Any] | Mapping[str, Any] = ()
+    ) -> Row | None:
         async with self._conn.execute(sql, params) as cur:
             row = await cur.fetchone()
         return dict(row) if row is not None else None
@@ -73,7 +75,9 @@ class StoreBase:
     async def insert(self, table: str, values: Mapping[str, Any]) -> int:
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
-        return await self.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(values.values()))
+        return await self.execute(
+            f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(values.values())
+        )
 
     async def update(self, table: str, key: str, key_value: Any, values: Mapping[str, Any]) -> int:
         if not values:

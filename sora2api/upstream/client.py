@@ -145,7 +145,11 @@ class SoraClient:
         try:
             async with asyncio.timeout(timeout):
                 async with session.request(
-                    method, url, data=data if data is not None else body, headers=hdrs, proxy=proxy_arg
+                    method,
+                    url,
+                    data=data if data is not None else body,
+                    headers=hdrs,
+                    proxy=proxy_arg,
                 ) as resp:
                     raw = await resp.read()
                     status = resp.status
@@ -157,7 +161,10 @@ class SoraClient:
             ) from None
         except aiohttp.ClientConnectorError as exc:
             raise UpstreamFailure(
-                Kind.TRANSPORT, f"connection failed: {exc.os_error or exc}", endpoint=endpoint, sent=False
+                Kind.TRANSPORT,
+                f"connection failed: {exc.os_error or exc}",
+                endpoint=endpoint,
+                sent=False,
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamFailure(
@@ -183,7 +190,9 @@ class SoraClient:
         url = self.url(path) + ("?" + urlencode(q) if q else "")
         return await self.request("GET", url, token, proxy=proxy)
 
-    async def _post(self, path: str, token: str, body: Any, proxy: str | None = None, **kw: Any) -> Any:
+    async def _post(
+        self, path: str, token: str, body: Any, proxy: str | None = None, **kw: Any
+    ) -> Any:
         return await self.request("POST", self.url(path), token, json=body, proxy=proxy, **kw)
 
     @staticmethod
@@ -213,7 +222,9 @@ class SoraClient:
             )
         return data
 
-    async def rt_to_at(self, rt: str, client_id: str | None = None, proxy: str | None = None) -> dict[str, Any]:
+    async def rt_to_at(
+        self, rt: str, client_id: str | None = None, proxy: str | None = None
+    ) -> dict[str, Any]:
         """Refresh token → {access_token, refresh_token (rotated), expires_in}."""
         body = {
             "client_id": client_id or self._settings.current.upstream.client_id,
@@ -221,10 +232,14 @@ class SoraClient:
             "redirect_uri": "com.openai.chat://auth0.openai.com/ios/com.openai.chat/callback",
             "refresh_token": rt,
         }
-        data = await self.request("POST", self._settings.current.upstream.oauth_url, None, json=body, proxy=proxy)
+        data = await self.request(
+            "POST", self._settings.current.upstream.oauth_url, None, json=body, proxy=proxy
+        )
         if not isinstance(data, dict) or not data.get("access_token"):
             raise UpstreamFailure(
-                Kind.TOKEN_EXPIRED, "the refresh token gave no access token", endpoint="POST oauth/token"
+                Kind.TOKEN_EXPIRED,
+                "the refresh token gave no access token",
+                endpoint="POST oauth/token",
             )
         return data
 
@@ -257,11 +272,17 @@ class SoraClient:
         return info if isinstance(info, dict) else {}
 
     async def username_check(self, at: str, username: str, proxy: str | None = None) -> bool:
-        data = await self._post("/project_y/profile/username/check", at, {"username": username}, proxy)
+        data = await self._post(
+            "/project_y/profile/username/check", at, {"username": username}, proxy
+        )
         return bool(isinstance(data, dict) and data.get("available"))
 
-    async def username_set(self, at: str, username: str, proxy: str | None = None) -> dict[str, Any]:
-        return await self._post("/project_y/profile/username/set", at, {"username": username}, proxy)
+    async def username_set(
+        self, at: str, username: str, proxy: str | None = None
+    ) -> dict[str, Any]:
+        return await self._post(
+            "/project_y/profile/username/set", at, {"username": username}, proxy
+        )
 
     # -- uploads -------------------------------------------------------------------------
 
@@ -309,7 +330,9 @@ class SoraClient:
         res = await self._post("/nf/create", at, payload, proxy, sentinel=True)
         return str(self._field(res, "id", "POST /nf/create"))
 
-    async def create_storyboard(self, at: str, payload: dict[str, Any], proxy: str | None = None) -> str:
+    async def create_storyboard(
+        self, at: str, payload: dict[str, Any], proxy: str | None = None
+    ) -> str:
         res = await self._post("/nf/create/storyboard", at, payload, proxy, sentinel=True)
         return str(self._field(res, "id", "POST /nf/create/storyboard"))
 
@@ -317,76 +340,119 @@ class SoraClient:
         data = await self._get("/v2/recent_tasks", at, proxy, limit=20)
         tasks = data.get("task_responses") if isinstance(data, dict) else None
         if not isinstance(tasks, list):
-            raise UpstreamFailure(Kind.MALFORMED, "recent_tasks has no task_responses list", endpoint="GET /v2/recent_tasks")
+            raise UpstreamFailure(
+                Kind.MALFORMED,
+                "recent_tasks has no task_responses list",
+                endpoint="GET /v2/recent_tasks",
+            )
         return [t for t in tasks if isinstance(t, dict)]
 
     async def pending(self, at: str, proxy: str | None = None) -> list[dict[str, Any]]:
         data = await self._get("/nf/pending/v2", at, proxy)
         if not isinstance(data, list):
-            raise UpstreamFailure(Kind.MALFORMED, "nf/pending is not a list", endpoint="GET /nf/pending/v2")
+            raise UpstreamFailure(
+                Kind.MALFORMED, "nf/pending is not a list", endpoint="GET /nf/pending/v2"
+            )
         return [t for t in data if isinstance(t, dict)]
 
-    async def drafts(self, at: str, proxy: str | None = None, limit: int = 15) -> list[dict[str, Any]]:
+    async def drafts(
+        self, at: str, proxy: str | None = None, limit: int = 15
+    ) -> list[dict[str, Any]]:
         data = await self._get("/project_y/profile/drafts", at, proxy, limit=limit)
         items = data.get("items") if isinstance(data, dict) else None
         if not isinstance(items, list):
-            raise UpstreamFailure(Kind.MALFORMED, "drafts has no items list", endpoint="GET /project_y/profile/drafts")
+            raise UpstreamFailure(
+                Kind.MALFORMED, "drafts has no items list", endpoint="GET /project_y/profile/drafts"
+            )
         return [d for d in items if isinstance(d, dict)]
 
     # -- publishing ----------------------------------------------------------------------
 
     async def publish(self, at: str, generation_id: str, proxy: str | None = None) -> str:
-        body = {"attachments_to_create": [{"generation_id": generation_id, "kind": "sora"}], "post_text": ""}
+        body = {
+            "attachments_to_create": [{"generation_id": generation_id, "kind": "sora"}],
+            "post_text": "",
+        }
         res = await self._post("/project_y/post", at, body, proxy, sentinel=True)
         post = res.get("post") if isinstance(res, dict) else None
         return str(self._field(post, "id", "POST /project_y/post"))
 
     async def delete_post(self, at: str, post_id: str, proxy: str | None = None) -> None:
         await self.request(
-            "DELETE", self.url(f"/project_y/post/{quote(post_id, safe='')}"), at,
-            proxy=proxy, expect_json=False, ok=(200, 204),
+            "DELETE",
+            self.url(f"/project_y/post/{quote(post_id, safe='')}"),
+            at,
+            proxy=proxy,
+            expect_json=False,
+            ok=(200, 204),
         )
 
     async def custom_parse(self, base_url: str, share_url: str, token: str) -> str:
         data = await self.request(
-            "POST", base_url.rstrip("/") + "/get-sora-link", None, json={"url": share_url, "token": token}
+            "POST",
+            base_url.rstrip("/") + "/get-sora-link",
+            None,
+            json={"url": share_url, "token": token},
         )
         if isinstance(data, dict) and data.get("error"):
-            raise UpstreamFailure(Kind.BAD_REQUEST, f"custom parser: {data['error']}", endpoint="POST get-sora-link")
+            raise UpstreamFailure(
+                Kind.BAD_REQUEST, f"custom parser: {data['error']}", endpoint="POST get-sora-link"
+            )
         return str(self._field(data, "download_link", "POST get-sora-link"))
 
     # -- characters ----------------------------------------------------------------------
 
-    async def cameo_status(self, at: str, cameo_id: str, proxy: str | None = None) -> dict[str, Any]:
-        return await self._get(f"/project_y/cameos/in_progress/{quote(cameo_id, safe='')}", at, proxy)
+    async def cameo_status(
+        self, at: str, cameo_id: str, proxy: str | None = None
+    ) -> dict[str, Any]:
+        return await self._get(
+            f"/project_y/cameos/in_progress/{quote(cameo_id, safe='')}", at, proxy
+        )
 
-    async def finalize_character(self, at: str, body: dict[str, Any], proxy: str | None = None) -> str:
+    async def finalize_character(
+        self, at: str, body: dict[str, Any], proxy: str | None = None
+    ) -> str:
         res = await self._post("/characters/finalize", at, body, proxy)
         character = res.get("character") if isinstance(res, dict) else None
         return str(self._field(character, "character_id", "POST /characters/finalize"))
 
-    async def update_cameo(self, at: str, cameo_id: str, body: dict[str, Any], proxy: str | None = None) -> Any:
-        return await self._post(f"/project_y/cameos/by_id/{quote(cameo_id, safe='')}/update_v2", at, body, proxy)
+    async def update_cameo(
+        self, at: str, cameo_id: str, body: dict[str, Any], proxy: str | None = None
+    ) -> Any:
+        return await self._post(
+            f"/project_y/cameos/by_id/{quote(cameo_id, safe='')}/update_v2", at, body, proxy
+        )
 
     async def delete_character(self, at: str, character_id: str, proxy: str | None = None) -> None:
         await self.request(
-            "DELETE", self.url(f"/project_y/characters/{quote(character_id, safe='')}"), at,
-            proxy=proxy, expect_json=False, ok=(200, 204),
+            "DELETE",
+            self.url(f"/project_y/characters/{quote(character_id, safe='')}"),
+            at,
+            proxy=proxy,
+            expect_json=False,
+            ok=(200, 204),
         )
 
-    async def download(self, url: str, *, proxy: str | None = None, max_bytes: int = 32 << 20) -> bytes:
+    async def download(
+        self, url: str, *, proxy: str | None = None, max_bytes: int = 32 << 20
+    ) -> bytes:
         """A small upstream asset (avatar) into memory, capped."""
         session, proxy_arg = self._route(proxy)
         try:
             async with asyncio.timeout(self._settings.current.upstream.request_timeout):
                 async with session.get(url, proxy=proxy_arg) as resp:
                     if resp.status != 200:
-                        raise UpstreamFailure(Kind.SERVER if resp.status >= 500 else Kind.NOT_FOUND,
-                                              f"download failed: HTTP {resp.status}", status=resp.status,
-                                              endpoint="GET asset")
+                        raise UpstreamFailure(
+                            Kind.SERVER if resp.status >= 500 else Kind.NOT_FOUND,
+                            f"download failed: HTTP {resp.status}",
+                            status=resp.status,
+                            endpoint="GET asset",
+                        )
                     data = await resp.content.read(max_bytes + 1)
         except TimeoutError:
-            raise UpstreamFailure(Kind.TIMEOUT, "asset download timed out", endpoint="GET asset") from None
+            raise UpstreamFailure(
+                Kind.TIMEOUT, "asset download timed out", endpoint="GET asset"
+            ) from None
         except aiohttp.ClientError as exc:
             raise UpstreamFailure(Kind.TRANSPORT, str(exc), endpoint="GET asset") from None
         if len(data) > max_bytes:
@@ -395,18 +461,34 @@ class SoraClient:
 
     # -- feed, search, profile -----------------------------------------------------------
 
-    async def feed(self, at: str, limit: int, cut: str, cursor: str | None, proxy: str | None = None) -> Any:
+    async def feed(
+        self, at: str, limit: int, cut: str, cursor: str | None, proxy: str | None = None
+    ) -> Any:
         return await self._get("/project_y/feed", at, proxy, limit=limit, cut=cut, cursor=cursor)
 
-    async def profile_feed(self, at: str, user_id: str, limit: int, cursor: str | None = None,
-                           proxy: str | None = None) -> Any:
-        return await self._get(f"/project_y/profile_feed/{quote(user_id, safe='')}", at, proxy,
-                               limit=limit, cut="nf2", cursor=cursor)
+    async def profile_feed(
+        self, at: str, user_id: str, limit: int, cursor: str | None = None, proxy: str | None = None
+    ) -> Any:
+        return await self._get(
+            f"/project_y/profile_feed/{quote(user_id, safe='')}",
+            at,
+            proxy,
+            limit=limit,
+            cut="nf2",
+            cursor=cursor,
+        )
 
     async def profile(self, at: str, username: str, proxy: str | None = None) -> Any:
         return await self._get(f"/project_y/profile/username/{quote(username, safe='')}", at, proxy)
 
-    async def search_mentions(self, at: str, username: str, intent: str, limit: int,
-                              proxy: str | None = None) -> Any:
-        return await self._get("/project_y/profile/search_mentions", at, proxy,
-                               username=username, intent=intent, limit=limit)
+    async def search_mentions(
+        self, at: str, username: str, intent: str, limit: int, proxy: str | None = None
+    ) -> Any:
+        return await self._get(
+            "/project_y/profile/search_mentions",
+            at,
+            proxy,
+            username=username,
+            intent=intent,
+            limit=limit,
+        )

@@ -115,7 +115,7 @@ class UpstreamFailure(Exception):
 
 def _text_of_html(body: str) -> str:
     if "Just a moment" in body or "cf-" in body or "Cloudflare" in body:
-        return "Cloudflare challenge page (\"Just a moment...\")"
+        return 'Cloudflare challenge page ("Just a moment...")'
     return "HTML error page"
 
 
