@@ -69,6 +69,11 @@ async def _leased(ctx: JobContext, kind: str, submit: SubmitFn, follow: FollowFn
                 raise
 
 
+async def _task_started(ctx: JobContext, task_id: str, label: str) -> None:
+    details = {"task_id": task_id, "job_id": ctx.job_id}
+    await ctx.emit("generation", "started", f"{label} generation started", 0.0, details)
+
+
 async def _poll(
     ctx: JobContext, lease: Lease, task_id: str, kind: str, stage: str, label: str
 ) -> dict[str, Any]:
@@ -153,13 +158,7 @@ async def _image(ctx: JobContext) -> dict[str, Any]:
             "inpaint_items": inpaint,
         }
         task_id = await ctx.client.create_image(lease.access_token, payload, lease.proxy)
-        await ctx.emit(
-            "generation",
-            "started",
-            "Image generation started",
-            0.0,
-            {"task_id": task_id, "job_id": ctx.job_id},
-        )
+        await _task_started(ctx, task_id, "Image")
         return task_id
 
     return await _leased(ctx, "image", submit, _follow_image)
@@ -275,13 +274,7 @@ async def _video(ctx: JobContext, *, prompt: str | None = None) -> dict[str, Any
         else:
             payload = _video_payload(spec, prompt or req.prompt, inpaint, req.model)
             task_id = await ctx.client.create_video(at, payload, proxy)
-        await ctx.emit(
-            "generation",
-            "started",
-            "Video generation started",
-            0.0,
-            {"task_id": task_id, "job_id": ctx.job_id},
-        )
+        await _task_started(ctx, task_id, "Video")
         return task_id
 
     return await _leased(ctx, "video", submit, _follow_video)
@@ -539,13 +532,7 @@ async def _character_video(ctx: JobContext) -> dict[str, Any]:
             )
             task_id = await ctx.client.create_video(lease.access_token, payload, lease.proxy)
             await ctx.save(upstream_task_id=task_id)
-            await ctx.emit(
-                "generation",
-                "started",
-                "Video generation started",
-                0.0,
-                {"task_id": task_id, "job_id": ctx.job_id},
-            )
+            await _task_started(ctx, task_id, "Video")
             return await _follow_video(ctx, lease, task_id)
         finally:
             await _cleanup_character(ctx, lease, char["character_id"])

@@ -74,83 +74,40 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def _stream(request: web.Request, run: JobRun, model: str) -> web.StreamResponse:
     settings = request.app[keys.SETTINGS].current
     created = int(time.time())
+
+    def chunk(content: str | None, event: Event | None, finish: str | None = None) -> bytes:
+        delta = {"content": content, "reasoning_content": event.as_dict() if event else None}
+        return frame(_chunk(run, model, created, delta, finish))
+
     resp = await open_stream(request)
     first = Event(
         "generation", "started", f"Job {run.job_id} accepted", details={"job_id": run.job_id}
     )
     # The first chunk goes out at once: chat clients and proxies time out a silent stream.
-    if not await send(
-        resp,
-        frame(
-            _chunk(
-                run,
-                model,
-                created,
-                {"role": "assistant", "content": None, "reasoning_content": first.as_dict()},
-            )
-        ),
-    ):
+    opening = _chunk(
+        run,
+        model,
+        created,
+        {"role": "assistant", "content": None, "reasoning_content": first.as_dict()},
+    )
+    if not await send(resp, frame(opening)):
         return resp
     async for event in run.follow(settings.server.keepalive_interval):
-        data = (
-            KEEPALIVE
-            if event is None
-            else frame(
-                _chunk(run, model, created, {"content": None, "reasoning_content": event.as_dict()})
-            )
-        )
-        if not await send(resp, data):
+        if not await send(resp, KEEPALIVE if event is None else chunk(None, event)):
             return resp  # the client left; the job goes on and stays reachable by its id
     content = final_content(run, settings.generation.content_format)
+    err = run.error
+    failed = Event("error", "error", err.message, details={"error_type": err.code}) if err else None
     if content is not None:
-        if run.error is not None:
-            await send(
-                resp,
-                frame(
-                    _chunk(
-                        run,
-                        model,
-                        created,
-                        {
-                            "content": None,
-                            "reasoning_content": Event(
-                                "error",
-                                "error",
-                                run.error.message,
-                                details={"error_type": run.error.code},
-                            ).as_dict(),
-                        },
-                    )
-                ),
-            )
-        await send(
-            resp,
-            frame(
-                _chunk(run, model, created, {"content": content, "reasoning_content": None}, "stop")
-            ),
-        )
+        if failed is not None:  # a content-policy rejection: the README's error result
+            await send(resp, chunk(None, failed))
+        await send(resp, chunk(content, None, "stop"))
     else:
-        err = run.error or JobFailed("internal_error", "The job ended without a result")
-        api_err = failure_error(err)
+        err = err or JobFailed("internal_error", "The job ended without a result")
+        failed = failed or Event("error", "error", err.message)
         # A readable line for chat UIs, then the error frame the OpenAI SDK raises on.
-        await send(
-            resp,
-            frame(
-                _chunk(
-                    run,
-                    model,
-                    created,
-                    {
-                        "content": f"Generation failed: {err.message}",
-                        "reasoning_content": Event(
-                            "error", "error", err.message, details={"error_type": err.code}
-                        ).as_dict(),
-                    },
-                    "stop",
-                )
-            ),
-        )
-        await send(resp, frame(api_err.body()))
+        await send(resp, chunk(f"Generation failed: {err.message}", failed, "stop"))
+        await send(resp, frame(failure_error(err).body()))
     await send(resp, DONE)
     return resp
 
