@@ -20,6 +20,7 @@ from ..errors import ApiError
 from ..jobs import JobContext, JobFailed
 from ..pool import Lease
 from ..upstream.errors import Kind, UpstreamFailure
+from .request import MediaInput
 from .results import character_result, image_result, video_result
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,18 @@ async def _leased(ctx: JobContext, kind: str, submit: SubmitFn, follow: FollowFn
                     await ctx.pool.report_failure(lease.token_id, failure)
                     failure.reported = True
                 raise
+
+
+async def _upload_image(ctx: JobContext, lease: Lease, image: MediaInput, role: str) -> str:
+    """Upload the request's image; image-to-image and image-to-video wrap the id differently."""
+    await ctx.emit("upload", "started", f"Uploading the {role} image...")
+    media_id = await ctx.client.upload_image(
+        lease.access_token, image.data, image.filename, image.content_type, lease.proxy
+    )
+    await ctx.emit(
+        "upload", "completed", f"The {role} image is uploaded", details={"media_id": media_id}
+    )
+    return media_id
 
 
 async def _task_started(ctx: JobContext, task_id: str, label: str) -> None:
@@ -135,18 +148,8 @@ async def _image(ctx: JobContext) -> dict[str, Any]:
     async def submit(lease: Lease) -> str:
         inpaint: list[dict[str, Any]] = []
         if req.image is not None:
-            await ctx.emit("upload", "started", "Uploading the reference image...")
-            media_id = await ctx.client.upload_image(
-                lease.access_token,
-                req.image.data,
-                req.image.filename,
-                req.image.content_type,
-                lease.proxy,
-            )
+            media_id = await _upload_image(ctx, lease, req.image, "reference")
             inpaint = [{"type": "image", "frame_index": 0, "upload_media_id": media_id}]
-            await ctx.emit(
-                "upload", "completed", "Reference image uploaded", details={"media_id": media_id}
-            )
         payload = {
             "type": "image_gen",
             "operation": "remix" if inpaint else "simple_compose",
@@ -212,18 +215,8 @@ async def _video(ctx: JobContext, *, prompt: str | None = None) -> dict[str, Any
     async def submit(lease: Lease) -> str:
         inpaint: list[dict[str, Any]] = []
         if req.image is not None:
-            await ctx.emit("upload", "started", "Uploading the start image...")
-            media_id = await ctx.client.upload_image(
-                lease.access_token,
-                req.image.data,
-                req.image.filename,
-                req.image.content_type,
-                lease.proxy,
-            )
+            media_id = await _upload_image(ctx, lease, req.image, "start")
             inpaint = [{"kind": "upload", "upload_id": media_id}]
-            await ctx.emit(
-                "upload", "completed", "Start image uploaded", details={"media_id": media_id}
-            )
         at, proxy = lease.access_token, lease.proxy
         if req.mode == "remix":
             await ctx.emit(
