@@ -22,6 +22,18 @@ from .errors import Kind, UpstreamFailure, classify
 log = logging.getLogger(__name__)
 
 _ALNUM = string.ascii_letters + string.digits
+# Largest JSON answer read from the backend (feeds and task lists are a few hundred KB at most).
+_MAX_RESPONSE = 16 << 20
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The body, or its first limit+1 bytes when it is longer (the caller reports that)."""
+    buf = bytearray()
+    async for chunk in resp.content.iter_chunked(1 << 16):
+        buf += chunk
+        if len(buf) > limit:
+            break
+    return bytes(buf)
 
 
 def sentinel_token() -> str:
@@ -151,7 +163,8 @@ class SoraClient:
                     headers=hdrs,
                     proxy=proxy_arg,
                 ) as resp:
-                    raw = await resp.read()
+                    # Capped: a broken or hostile upstream must not fill our memory.
+                    raw = await _read_capped(resp, _MAX_RESPONSE)
                     status = resp.status
                     ctype = resp.headers.get("Content-Type", "")
                     retry_after = resp.headers.get("Retry-After")
@@ -170,6 +183,13 @@ class SoraClient:
             raise UpstreamFailure(
                 Kind.TRANSPORT, f"{type(exc).__name__}: {exc}".rstrip(": "), endpoint=endpoint
             ) from None
+        if len(raw) > _MAX_RESPONSE:
+            raise UpstreamFailure(
+                Kind.MALFORMED,
+                f"response larger than {_MAX_RESPONSE >> 20} MB",
+                status=status,
+                endpoint=endpoint,
+            )
         if status not in ok:
             failure = classify(status, raw, ctype, endpoint)
             if retry_after and retry_after.isdigit():
@@ -448,7 +468,7 @@ class SoraClient:
                             status=resp.status,
                             endpoint="GET asset",
                         )
-                    data = await resp.content.read(max_bytes + 1)
+                    data = await _read_capped(resp, max_bytes)
         except TimeoutError:
             raise UpstreamFailure(
                 Kind.TIMEOUT, "asset download timed out", endpoint="GET asset"
