@@ -8,8 +8,9 @@ import orjson
 from aiohttp import web
 
 from .. import keys
+from ..credentials import OPTION_FIELDS, UNSET
 from ..errors import BadRequestError, PermissionError_, json_response
-from ..tokens import OPTION_FIELDS, UNSET, TokenManager
+from ..tokens import TokenManager
 
 # Fields POST /api/tokens accepts; proxy_url is the reference's name for proxy.
 _ADD_FIELDS = frozenset(
