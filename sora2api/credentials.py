@@ -202,7 +202,7 @@ def classify_credential(text: str) -> tuple[str, str]:
     raise ValueError("not an access token (JWT), session token (JWE) or refresh token (rt_…)")
 
 
-def _unmistakable(cred: str) -> str | None:
+def unmistakable_kind(cred: str) -> str | None:
     """ "st" for a JWE, "rt" for rt_…, else None: shapes no access token can have."""
     parts = cred.split(".")
     head = _b64_json(parts[0]) if len(parts) > 1 else None
@@ -213,7 +213,7 @@ def _unmistakable(cred: str) -> str | None:
     return None
 
 
-def _number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
@@ -221,8 +221,8 @@ def _number(value: Any) -> float | None:
 
 def quota_values(info: Mapping[str, Any], now: float) -> dict[str, Any]:
     """The quota columns from nf/check's rate_limit_and_credit_balance."""
-    remaining = _number(info.get("estimated_num_videos_remaining"))
-    resets = _number(info.get("access_resets_in_seconds"))
+    remaining = as_number(info.get("estimated_num_videos_remaining"))
+    resets = as_number(info.get("access_resets_in_seconds"))
     rem = None if remaining is None else max(0, int(remaining))
     if info.get("rate_limit_reached") is True:
         rem = 0
@@ -240,7 +240,7 @@ def username_candidates(email: str | None, n: int = _USERNAME_TRIES) -> list[str
     return [f"{local}{secrets.randbelow(900000) + 100000}" for _ in range(n)]
 
 
-def _ts(value: float | None) -> str:
+def clock_time(value: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(value)) if value else "?"
 
 

@@ -25,15 +25,15 @@ from .credentials import (
     OPTION_FIELDS,
     UNSET,
     ImportItem,
-    _number,
-    _ts,
-    _unmistakable,
+    as_number,
     check_options,
     check_proxy,
+    clock_time,
     mask_proxy,
     parse_json,
     parse_text,
     quota_values,
+    unmistakable_kind,
     username_candidates,
 )
 from .errors import ApiError, BadRequestError, NotFoundError, UpstreamError
@@ -184,7 +184,7 @@ class TokenManager:
                 return (
                     str(data["access_token"]),
                     new_rt if isinstance(new_rt, str) and new_rt else None,
-                    _number(data.get("expires_in")),
+                    as_number(data.get("expires_in")),
                 )
             except UpstreamFailure as f:
                 errors.append(("oauth/token", f))
@@ -206,7 +206,7 @@ class TokenManager:
     ) -> tuple[Row, bool, list[str]]:
         if at and not st and not rt:
             # People paste whatever they have into "token": take the unmistakable shapes.
-            shape = _unmistakable(at)
+            shape = unmistakable_kind(at)
             if shape == "st":
                 at, st = None, at
             elif shape == "rt":
@@ -223,11 +223,11 @@ class TokenManager:
         claims: dict[str, Any] | None = None
         if at:
             claims = self._claims(at, "token")
-            exp = _number(claims.get("exp"))
+            exp = as_number(claims.get("exp"))
             if exp is not None and exp <= now:
                 if not (st or rt):
                     raise BadRequestError(
-                        f"The access token expired at {_ts(exp)}; add a fresh one, or its "
+                        f"The access token expired at {clock_time(exp)}; add a fresh one, or its "
                         "session token ('st') or refresh token ('rt')",
                         param="token",
                         code="token_expired",
@@ -239,7 +239,7 @@ class TokenManager:
             )
             claims = self._claims(at, "auth/session" if st else "oauth/token")
         assert claims is not None
-        exp = _number(claims.get("exp"))
+        exp = as_number(claims.get("exp"))
         at_expires = exp if exp is not None else (now + expires_in if expires_in else None)
         email = jwt_email(claims) or email_hint
         if claim is not None and email:
@@ -304,7 +304,7 @@ class TokenManager:
             "added" if created else "updated",
             email or "no email",
             mask(at),
-            _ts(at_expires),
+            clock_time(at_expires),
         )
         return dict(self._row(token_id)), created, probe.warnings
 
@@ -403,8 +403,8 @@ class TokenManager:
         p.values.update(
             sora2_supported=1,
             sora2_invite_code=str(inv.get("invite_code") or ""),
-            sora2_redeemed=int(_number(inv.get("redeemed_count")) or 0),
-            sora2_total=int(_number(inv.get("total_count")) or 0),
+            sora2_redeemed=int(as_number(inv.get("redeemed_count")) or 0),
+            sora2_total=int(as_number(inv.get("total_count")) or 0),
         )
         return True
 
@@ -553,7 +553,7 @@ class TokenManager:
                     at = str(data["access_token"])
                     got = data.get("refresh_token")
                     new_rt = got if isinstance(got, str) and got and got != rt else None
-                    expires_in = _number(data.get("expires_in"))
+                    expires_in = as_number(data.get("expires_in"))
                 except UpstreamFailure as f:
                     problems.append(f"refresh token: {reason_of(f)}")
             now = time.time()
@@ -563,7 +563,7 @@ class TokenManager:
             at_expires: float | None = None
             if at is not None:
                 try:
-                    exp = _number(decode_jwt(at).get("exp"))
+                    exp = as_number(decode_jwt(at).get("exp"))
                 except ValueError as exc:
                     problems.append(f"the new access token is unusable: {exc}")
                     at = None
@@ -573,7 +573,7 @@ class TokenManager:
                     )
                     if at_expires is not None and at_expires <= now:
                         problems.append(
-                            f"the new access token already expired at {_ts(at_expires)}"
+                            f"the new access token already expired at {clock_time(at_expires)}"
                         )
                         at = None
             if at is None:
@@ -595,7 +595,7 @@ class TokenManager:
                 token_id,
                 "refresh token" if new_rt or not st or problems else "session token",
                 mask(at),
-                _ts(at_expires),
+                clock_time(at_expires),
             )
             return self._result(
                 token_id,
@@ -783,7 +783,7 @@ class TokenManager:
             "access_token": at,
             "email": user.get("email") or jwt_email(claims),
             "expires": data.get("expires"),
-            "at_expires": _number(claims.get("exp")),
+            "at_expires": as_number(claims.get("exp")),
         }
 
     async def rt2at(
@@ -813,7 +813,7 @@ class TokenManager:
             "refresh_token_rotated": bool(new_rt and new_rt != rt),
             "expires_in": data.get("expires_in"),
             "email": jwt_email(claims),
-            "at_expires": _number(claims.get("exp")),
+            "at_expires": as_number(claims.get("exp")),
             "updated_token_id": None,
         }
         if stored and new_rt and new_rt != rt:
@@ -1051,7 +1051,7 @@ class TokenManager:
                 then = "add a fresh one" if not renew else "refresh it (auto refresh is off)"
             return {
                 "status": "expired",
-                "status_reason": f"The access token expired at {_ts(expires)}; {then}",
+                "status_reason": f"The access token expired at {clock_time(expires)}; {then}",
                 "status_at": expires,
             }
         return {
