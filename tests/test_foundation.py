@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 import os
+import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -214,3 +218,36 @@ async def test_body_over_limit_is_413(make_client) -> None:
     body = await resp.json()
     _assert_envelope(body)
     assert "1 MB" in body["error"]["message"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_server_starts_and_stops_gracefully(tmp_path: Path, sig: signal.Signals) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = _write(tmp_path, f"[server]\nport = {port}\n[auth]\napi_key = 'k-123456789'\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sora2api", "--config", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as resp:
+                    assert resp.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+                time.sleep(0.1)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert (tmp_path / "data" / "sora2api.db").exists()
+    assert "k-123456789" not in out  # the key never reaches the log
