@@ -14,7 +14,7 @@ from sora2api import keys
 from sora2api.app import create_app
 
 from .conftest import KEY, Sim, config_for
-from .helpers import add_token, chat, data_url, final_result, read_sse
+from .helpers import add_token, chat, data_url, final_result, read_sse, reasoning
 
 
 async def _job_count(client) -> int:
@@ -304,3 +304,22 @@ async def test_shutdown_ends_open_streams_cleanly(client, sim: Sim) -> None:
     err = [f for f in frames if "error" in f]
     assert err and err[0]["error"]["code"] == "server_restarting"
     assert f"/v1/videos/{job_id}" in err[0]["error"]["message"]
+
+
+async def test_busy_pool_queues_fairly_and_the_stream_says_so(client, sim: Sim) -> None:
+    sim.state.settings.image_seconds = 40
+    await add_token(client, sim.state.add_account(), image_concurrency=1)
+    first = await client.post(
+        "/v1/chat/completions", json=chat("sora-image", "one", stream=True), headers=KEY
+    )
+    await first.content.readline()
+    second = await client.post(
+        "/v1/chat/completions", json=chat("sora-image", "two", stream=True), headers=KEY
+    )
+    frames2, _ = await read_sse(second)
+    frames1, _ = await read_sse(first)
+    queued = [s for s in reasoning(frames2) if (s.get("details") or {}).get("queued")]
+    assert queued and "Queued" in queued[0]["message"] and queued[0]["details"]["position"] == 1
+    assert final_result(frames1)["type"] == "image" and final_result(frames2)["type"] == "image"
+    prompts = [c.json["prompt"] for c in sim.state.calls("POST", "/backend/video_gen")]
+    assert prompts == ["one", "two"]  # the waiting job ran only after the first freed the slot
