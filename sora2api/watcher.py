@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,7 +119,7 @@ class TokenWatcher:
             failure.message = f"polling failed {self._errors}x: {failure.message}"
             self._fail_all(failure)
             # One report for the token, not one per job that was waiting on it.
-            asyncio.create_task(self._owner.pool.report_failure(self.token_id, failure))
+            self._owner.spawn(self._owner.pool.report_failure(self.token_id, failure))
             failure.reported = True
 
     def _fail_all(self, failure: UpstreamFailure) -> None:
@@ -235,6 +236,13 @@ class Watchers:
         self.pool = pool
         self.client = client
         self._by_token: dict[int, TokenWatcher] = {}
+        # Strong references: the loop keeps only weak ones, and a collected task never runs.
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def for_token(self, token_id: int) -> TokenWatcher:
         w = self._by_token.get(token_id)
