@@ -41,6 +41,7 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check sora2api tests
 	$(BIN)/ruff format --check sora2api tests
+	$(BIN)/mypy
 
 fmt: install-test
 	$(BIN)/ruff format sora2api tests

@@ -9,6 +9,7 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -65,7 +66,7 @@ class Auth:
         self.api_key = settings.current.auth.api_key
         self.admin_username = settings.current.auth.admin_username
         self.password_is_default = False
-        self._pw: dict[str, str] = {}
+        self._pw: dict[str, Any] = {}
         self._failures: dict[str, deque[float]] = {}
 
     async def load(self) -> None:
@@ -197,7 +198,7 @@ class Auth:
                 "Choose a new password different from the old one", param="new_password"
             )
         salt = secrets.token_bytes(16)
-        pw = dict(self._pw)
+        pw: dict[str, Any] = dict(self._pw)
         pw.update(
             salt=salt.hex(),
             hash=_hash_password(new, salt),

@@ -132,7 +132,7 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def _toml(data: dict[str, dict[str, Any]]) -> str:
+def _toml(data: dict[str, Any]) -> str:
     lines: list[str] = []
     for section, values in data.items():
         lines.append(f"[{section}]")
@@ -389,7 +389,7 @@ class Bench:
                     await proc.wait()
             if proc.returncode != 0:
                 raise BenchError(f"load generator failed on {name}: {err.decode()[-500:]}")
-            result = json.loads(out)
+            result: dict[str, float] = json.loads(out)
             if result["errors"]:
                 raise BenchError(f"{name}: {result['errors']} non-200 answers to GET /v1/models")
             result["cpu"] = child.cpu_seconds() - cpu0

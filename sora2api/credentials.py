@@ -82,7 +82,7 @@ def check_proxy(value: Any, param: str = "proxy") -> str:
     if not parts.hostname:
         raise BadRequestError(f"'{param}' has no host: {mask_proxy(value)!r}", param=param)
     del port  # parsed only to reject a non-numeric port
-    return value
+    return str(value)
 
 
 def check_limit(value: Any, param: str) -> int | None:

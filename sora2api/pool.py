@@ -46,7 +46,7 @@ class TokenState:
         if r["status"] == "disabled":
             return "disabled"
         if r["status"] in ("expired", "invalid"):
-            return r["status"]
+            return str(r["status"])
         if r.get("at_expires") and r["at_expires"] <= now:
             return "expired"
         if r.get("cooldown_until") and r["cooldown_until"] > now:

@@ -369,7 +369,8 @@ class TokenManager:
             return
         data = sub.get("data") if isinstance(sub, dict) else None
         first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else {}
-        plan = first.get("plan") if isinstance(first.get("plan"), dict) else {}
+        raw_plan = first.get("plan")
+        plan: dict[str, Any] = raw_plan if isinstance(raw_plan, dict) else {}
         end = first.get("end_ts")
         p.values.update(
             plan_type=str(plan.get("id") or ""),
@@ -527,7 +528,7 @@ class TokenManager:
             return True
         expires = row.get("at_expires")
         window = self._settings.current.pool.refresh_window
-        return row["status"] == "active" and bool(expires) and expires - now <= window
+        return row["status"] == "active" and expires is not None and expires - now <= window
 
     async def _refresh(self, token_id: int, *, only_if_due: bool) -> dict[str, Any]:
         async with self._lock(token_id):
@@ -778,7 +779,8 @@ class TokenManager:
             ) from None
         at = str(data["accessToken"])
         claims = self._claims(at, "auth/session")
-        user = data.get("user") if isinstance(data.get("user"), dict) else {}
+        raw_user = data.get("user")
+        user: dict[str, Any] = raw_user if isinstance(raw_user, dict) else {}
         return {
             "access_token": at,
             "email": user.get("email") or jwt_email(claims),

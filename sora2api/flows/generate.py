@@ -30,7 +30,8 @@ FollowFn = Callable[[JobContext, Lease, str], Awaitable[dict[str, Any]]]
 
 
 def _spec(ctx: JobContext) -> dict[str, Any]:
-    return orjson.loads(ctx.row["request"])
+    spec: dict[str, Any] = orjson.loads(ctx.row["request"])
+    return spec
 
 
 # -- token switching -------------------------------------------------------------------------
@@ -225,7 +226,7 @@ async def _video(ctx: JobContext, *, prompt: str | None = None) -> dict[str, Any
                 f"Remixing {req.remix_target_id}...",
                 details={"remix_target_id": req.remix_target_id},
             )
-            payload = {
+            payload: dict[str, Any] = {
                 "kind": "video",
                 "prompt": req.prompt,
                 "inpaint_items": [],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiosqlite
 
@@ -23,7 +23,7 @@ class StoreBase:
         self._conn = conn
 
     @classmethod
-    async def open(cls, path: str | Path, *, migrations: tuple[str, ...] = MIGRATIONS) -> StoreBase:
+    async def open(cls, path: str | Path, *, migrations: tuple[str, ...] = MIGRATIONS) -> Self:
         """Open (creating folders), switch to WAL and bring the schema to the current version."""
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)

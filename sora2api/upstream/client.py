@@ -26,6 +26,14 @@ _ALNUM = string.ascii_letters + string.digits
 _MAX_RESPONSE = 16 << 20
 
 
+def _object(data: Any, endpoint: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise UpstreamFailure(
+            Kind.MALFORMED, f"expected a JSON object, got {type(data).__name__}", endpoint=endpoint
+        )
+    return data
+
+
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     """The body, or its first limit+1 bytes when it is longer (the caller reports that)."""
     buf = bytearray()
@@ -59,7 +67,7 @@ def decode_jwt(token: str) -> dict[str, Any]:
 def jwt_email(claims: Mapping[str, Any]) -> str | None:
     profile = claims.get("https://api.openai.com/profile")
     if isinstance(profile, dict) and isinstance(profile.get("email"), str):
-        return profile["email"]
+        return str(profile["email"])
     email = claims.get("email")
     return email if isinstance(email, str) else None
 
@@ -263,27 +271,34 @@ class SoraClient:
             )
         return data
 
+    async def _get_object(self, path: str, token: str, proxy: str | None) -> dict[str, Any]:
+        """A GET whose answer must be a JSON object (MALFORMED otherwise)."""
+        return _object(await self._get(path, token, proxy), f"GET {path}")
+
     # -- account -------------------------------------------------------------------------
 
     async def me(self, at: str, proxy: str | None = None) -> dict[str, Any]:
-        return await self._get("/me", at, proxy)
+        return await self._get_object("/me", at, proxy)
 
     async def subscriptions(self, at: str, proxy: str | None = None) -> dict[str, Any]:
-        return await self._get("/billing/subscriptions", at, proxy)
+        return await self._get_object("/billing/subscriptions", at, proxy)
 
     async def invite_mine(self, at: str, proxy: str | None = None) -> dict[str, Any]:
-        return await self._get("/project_y/invite/mine", at, proxy)
+        return await self._get_object("/project_y/invite/mine", at, proxy)
 
     async def bootstrap(self, at: str, proxy: str | None = None) -> None:
         await self.request("GET", self.url("/m/bootstrap"), at, proxy=proxy, expect_json=False)
 
     async def invite_accept(self, at: str, code: str, proxy: str | None = None) -> dict[str, Any]:
-        return await self._post(
-            "/project_y/invite/accept",
-            at,
-            {"invite_code": code},
-            proxy,
-            headers={"Cookie": f"oai-did={uuid.uuid4()}"},
+        return _object(
+            await self._post(
+                "/project_y/invite/accept",
+                at,
+                {"invite_code": code},
+                proxy,
+                headers={"Cookie": f"oai-did={uuid.uuid4()}"},
+            ),
+            "POST /project_y/invite/accept",
         )
 
     async def nf_check(self, at: str, proxy: str | None = None) -> dict[str, Any]:
@@ -300,9 +315,10 @@ class SoraClient:
     async def username_set(
         self, at: str, username: str, proxy: str | None = None
     ) -> dict[str, Any]:
-        return await self._post(
+        data = await self._post(
             "/project_y/profile/username/set", at, {"username": username}, proxy
         )
+        return _object(data, "POST /project_y/profile/username/set")
 
     # -- uploads -------------------------------------------------------------------------
 
@@ -425,7 +441,7 @@ class SoraClient:
     async def cameo_status(
         self, at: str, cameo_id: str, proxy: str | None = None
     ) -> dict[str, Any]:
-        return await self._get(
+        return await self._get_object(
             f"/project_y/cameos/in_progress/{quote(cameo_id, safe='')}", at, proxy
         )
 
