@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 KEEPALIVE = b": keep-alive\n\n"
+# Seconds one frame may take to leave; past that the client counts as gone.
+WRITE_TIMEOUT = 60.0
 DONE = b"data: [DONE]\n\n"
 
 
@@ -34,7 +37,9 @@ async def open_stream(request: web.Request) -> web.StreamResponse:
 async def send(resp: web.StreamResponse, data: bytes) -> bool:
     """Write one frame; False once the client has gone (the job goes on without it)."""
     try:
-        await resp.write(data)
-    except (ConnectionResetError, ConnectionError, RuntimeError):
+        # A client that stops reading but keeps the socket open would block a write forever.
+        async with asyncio.timeout(WRITE_TIMEOUT):
+            await resp.write(data)
+    except (ConnectionResetError, ConnectionError, RuntimeError, TimeoutError):
         return False
     return True
