@@ -107,3 +107,13 @@ async def test_media_links_use_public_url(make_client, sim: Sim) -> None:
     assert url.startswith("https://sora.example.com/tmp/") and url.endswith(".png")
     local = await client.get(url.removeprefix("https://sora.example.com"))
     assert local.status == 200
+
+
+async def test_media_links_answer_head(client, sim: Sim) -> None:
+    sim.state.settings.image_seconds = 20
+    await add_token(client, sim.state.add_account())
+    resp = await client.post("/v1/chat/completions", json=chat("sora-image", "x"), headers=KEY)
+    url = orjson.loads((await resp.json())["choices"][0]["message"]["content"])["urls"][0]
+    head = await client.head(url[url.index("/tmp/") :])
+    assert head.status == 200 and head.headers["Content-Type"] == "image/png"
+    assert int(head.headers["Content-Length"]) > 0

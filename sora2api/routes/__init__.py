@@ -141,4 +141,8 @@ def _guarded(route: Route) -> Handler:
 
 def add_routes(app: web.Application) -> None:
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, _guarded(route))
+        if route.method == "GET":
+            # HEAD too: download managers and link checkers ask before fetching media.
+            app.router.add_get(route.path, _guarded(route), allow_head=True)
+        else:
+            app.router.add_route(route.method, route.path, _guarded(route))
