@@ -293,6 +293,19 @@ async def test_bad_input_multipart_file_is_not_an_image(ready, sim: Sim) -> None
     assert resp.status == 400 and "could not be parsed" in (await resp.json())["error"]["message"]
 
 
+async def test_bad_input_multipart_part_with_unknown_charset_is_400(ready, sim: Sim) -> None:
+    body = (
+        b'--zz\r\nContent-Disposition: form-data; name="prompt"\r\n'
+        b"Content-Type: text/plain; charset=no-such-charset\r\n\r\na cat\r\n--zz--\r\n"
+    )
+    resp = await ready.post(
+        "/v1/videos", data=body, headers={**KEY, "Content-Type": "multipart/form-data; boundary=zz"}
+    )
+    assert resp.status == 400, await resp.text()
+    assert "could not be parsed" in (await resp.json())["error"]["message"]
+    assert await ready.app[keys.STORE].fetchone("SELECT id FROM jobs") is None
+
+
 async def test_unfinished_and_failed_content_are_clear_errors(ready, sim: Sim) -> None:
     sim.state.settings.video_seconds = 3000
     video = await create(ready, prompt="slow")

@@ -50,7 +50,9 @@ async def read_body(request: web.Request) -> dict[str, Any]:
         return await read_object(request)
     try:
         form = await request.post()
-    except ValueError as exc:  # aiohttp's multipart parser reports a malformed body this way
+    # aiohttp's multipart parser reports a malformed body with ValueError, and a part whose
+    # charset Python does not know with LookupError.
+    except (ValueError, LookupError) as exc:
         raise BadRequestError(f"The form body could not be parsed: {exc}") from None
     out: dict[str, Any] = {}
     for key in dict.fromkeys(form.keys()):
