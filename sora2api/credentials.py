@@ -85,14 +85,17 @@ def check_proxy(value: Any, param: str = "proxy") -> str:
     return str(value)
 
 
+_MAX_LIMIT = 10_000  # far above any account's real concurrency, and well inside SQLite's INTEGER
+
+
 def check_limit(value: Any, param: str) -> int | None:
     """A per-token concurrency limit: an int >= 0 (0: no limit) or null (the config default)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_LIMIT:
         raise BadRequestError(
-            f"'{param}' must be an integer >= 0 (0 means no limit) or null (use the default), "
-            f"got {value!r}",
+            f"'{param}' must be an integer from 0 to {_MAX_LIMIT} (0 means no limit) or null "
+            f"(use the default), got {value!r}",
             param=param,
         )
     return value

@@ -378,7 +378,13 @@ async def test_update_limits_and_proxy(client: TestClient, sim: Sim) -> None:
     # The POST alias, and bad values refused without touching what is stored.
     resp = await client.post(f"/api/tokens/{tid}/update", json={"proxy": ""}, headers=admin)
     assert (await resp.json())["token"]["proxy"] == ""
-    for bad in ({"video_concurrency": 1.5}, {"proxy": "nonsense"}, {"email": "x@y"}, {}):
+    for bad in (
+        {"video_concurrency": 1.5},
+        {"video_concurrency": 2**63},  # beyond SQLite's INTEGER: a 400, not a 500
+        {"proxy": "nonsense"},
+        {"email": "x@y"},
+        {},
+    ):
         resp = await client.put(f"/api/tokens/{tid}", json=bad, headers=admin)
         assert resp.status == 400, bad
     row = client.app[keys.POOL].state(tid).row
