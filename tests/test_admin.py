@@ -609,7 +609,13 @@ async def test_character_delete_upstream_failure_keeps_the_row(
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/characters/abc", "/api/characters/0", "/api/characters/by-token/x"]
+    "path",
+    [
+        "/api/characters/abc",
+        "/api/characters/0",
+        "/api/characters/by-token/x",
+        f"/api/characters/{2**63}",  # beyond SQLite's INTEGER: a 400, not a 500
+    ],
 )
 async def test_character_ids_are_checked(
     admin: TestClient, session: dict[str, str], path: str

@@ -45,7 +45,7 @@ def positive_int(raw: str | None, name: str) -> int | None:
         raise BadRequestError(
             f"{name!r} must be a positive integer, got {raw!r}", param=name
         ) from None
-    if value < 1:
+    if not 1 <= value < 2**63:  # SQLite's INTEGER: a larger id would be a 500, not a 404
         raise BadRequestError(f"{name!r} must be a positive integer, got {value}", param=name)
     return value
 
