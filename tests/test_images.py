@@ -231,3 +231,17 @@ async def test_get_image_job_from_any_api(ready, sim: Sim) -> None:
         and f"/v1/videos/{video['id']}" in (await wrong.json())["error"]["message"]
     )
     assert (await ready.get("/v1/images/img_" + "0" * 32, headers=KEY)).status == 404
+
+
+async def test_expired_image_is_410_in_both_formats(ready, sim: Sim) -> None:
+    resp = await ready.post("/v1/images/generations", json={"prompt": "a cat"}, headers=KEY)
+    body = await resp.json()
+    assert resp.status == 200, body
+    job_id, url = body["job_id"], body["data"][0]["url"]
+    media = ready.app[keys.JOBS].media
+    media.delete(url.rsplit("/", 1)[1])  # what the pruner does after media_ttl
+    for fmt in ("url", "b64_json"):
+        got = await ready.get(f"/v1/images/{job_id}", params={"response_format": fmt}, headers=KEY)
+        err = (await got.json())["error"]
+        # never a 200 carrying links that 404
+        assert got.status == 410 and err["code"] == "media_expired", (fmt, err)

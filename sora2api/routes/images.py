@@ -29,15 +29,16 @@ def _image_error(err: JobFailed) -> ApiError:
 async def _data(engine: JobEngine, row: Row, response_format: str) -> list[dict[str, Any]]:
     state: dict[str, Any] = orjson.loads(row.get("state") or "{}")
     names = [str(n) for n in state.get("files") or []]
-    if response_format == "url":
-        return [{"url": engine.media.url_for(n), "revised_prompt": None} for n in names]
     out = []
     for name in names:
         path = engine.media.resolve(name)
-        if path is None:
+        if path is None:  # for url too: a 200 carrying links that 404 would hide it
             raise GoneError(
                 f"The images of {row['id']} have expired from the media cache ([storage] media_ttl)"
             )
+        if response_format == "url":
+            out.append({"url": engine.media.url_for(name), "revised_prompt": None})
+            continue
         data = await asyncio.to_thread(path.read_bytes)
         out.append({"b64_json": base64.b64encode(data).decode(), "revised_prompt": None})
     return out
