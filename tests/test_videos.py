@@ -646,3 +646,13 @@ async def test_images_are_not_videos(ready, sim: Sim) -> None:
     assert (
         wrong.status == 404 and f"/v1/images/{job_id}" in (await wrong.json())["error"]["message"]
     )
+
+
+async def test_list_cursor_must_be_a_video(ready, sim: Sim) -> None:
+    resp = await ready.post("/v1/images/generations", json={"prompt": "a cat"}, headers=KEY)
+    image_id = (await resp.json())["job_id"]
+    for after in (image_id, "video_" + "0" * 32):
+        resp = await ready.get("/v1/videos", params={"after": after}, headers=KEY)
+        err = (await resp.json())["error"]
+        assert resp.status == 400 and err["param"] == "after", (after, err)
+        assert after in err["message"]

@@ -222,6 +222,15 @@ async def list_videos(request: web.Request) -> web.Response:
     if order not in ("asc", "desc"):
         raise BadRequestError("Query parameter 'order' must be asc or desc", param="order")
     after = request.query.get("after") or None
+    if after is not None:
+        # The page query orders by the anchor's time whatever its kind: an image id would
+        # silently page the videos from an unrelated point.
+        try:
+            anchor_kind = (await engine.get(after))["kind"]
+        except NotFoundError:
+            anchor_kind = None
+        if anchor_kind != "video":
+            raise BadRequestError(f"Unknown cursor 'after={after}': no such video", param="after")
     try:
         rows, more = await engine.page("video", after=after, limit=limit, order=order)
     except NotFoundError:
