@@ -130,6 +130,10 @@ class Auth:
 
     def _rate_limit(self, client: str) -> None:
         now = time.monotonic()
+        if len(self._failures) > 10_000:
+            # Forget addresses whose failures are all older than the window (bounded memory).
+            for addr in [a for a, w in self._failures.items() if not w or now - w[-1] > 60]:
+                del self._failures[addr]
         window = self._failures.setdefault(client, deque())
         while window and now - window[0] > 60:
             window.popleft()

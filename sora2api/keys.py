@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import ClientSession, web
 
 if TYPE_CHECKING:  # the annotations name the types; importing them here would form cycles
-    from .auth import Auth
+    from .auth import AdminSession, Auth
     from .config import Config
     from .jobs import JobEngine
     from .media import MediaCache, UrlGuard
@@ -33,3 +33,5 @@ JOBS: web.AppKey[JobEngine] = web.AppKey("sora2api.jobs")
 # log reads them.
 REQ_MODEL = web.RequestKey("sora2api.model", str)
 REQ_JOB_ID = web.RequestKey("sora2api.job_id", str)
+# The admin session of a request authenticated by one (absent for API-key requests).
+REQ_ADMIN: web.RequestKey[AdminSession] = web.RequestKey("sora2api.admin_session")

@@ -187,10 +187,9 @@ REQLOG = web.AppKey("sora2api.reqlog", RequestLog)
 
 async def reqlog_ctx(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context (after the store): the writer task; a final flush on shutdown."""
-    from .routes import ADMIN  # imported late: the route table imports this module
 
     auth = app[keys.AUTH]
-    reqlog = RequestLog(app[keys.STORE], app[keys.SETTINGS], ADMIN, lambda: auth.api_key)
+    reqlog = RequestLog(app[keys.STORE], app[keys.SETTINGS], keys.REQ_ADMIN, lambda: auth.api_key)
     app[REQLOG] = reqlog
     await reqlog.prune()
     task = asyncio.create_task(reqlog.run(), name="sora2api.request-log")

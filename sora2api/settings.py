@@ -148,10 +148,17 @@ class Settings:
                 else:
                     source = "config"
                 secret = (section, key) in SECRET_FIELDS
+                shown = ("********" + value[-4:] if value else "") if secret else value
+                if (section, key) == ("upstream", "proxy"):
+                    from .credentials import mask_proxy  # late: credentials imports auth, auth us
+
+                    # A proxy with a password is shown masked (and edited like a secret).
+                    shown = mask_proxy(value)
+                    secret = shown != value
                 out.append(
                     {
                         "key": f"{section}.{key}",
-                        "value": ("********" + value[-4:] if value else "") if secret else value,
+                        "value": shown,
                         "type": {bool: "bool", int: "int", float: "float", str: "str"}[types[key]],
                         "source": source,
                         "locked": source == "env",

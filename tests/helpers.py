@@ -8,15 +8,27 @@ from typing import Any
 import orjson
 from aiohttp.test_utils import TestClient
 
+from sora2api import keys
 from sora2api.simulator import Account
 
 from .conftest import KEY
 
 
+async def admin_headers(client: TestClient) -> dict[str, str]:
+    """An admin session opened the way POST /api/login would, sent as a bearer token."""
+    auth = client.app[keys.AUTH]
+    if auth.password_is_default:  # the panel refuses sessions until the default is changed
+        await auth.change_password("admin", "a-better-password")
+    token, _ = await auth.login("admin", "a-better-password", "test")
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def add_token(client: TestClient, account: Account, **extra: Any) -> int:
-    """Add a simulator account's access token through the public API, as a user would."""
+    """Add a simulator account's access token through the public API, as a user would
+    (with an admin session when it sets a proxy, which the API key may not)."""
+    headers = await admin_headers(client) if extra.get("proxy") else KEY
     resp = await client.post(
-        "/api/tokens", json={"token": account.access_token, **extra}, headers=KEY
+        "/api/tokens", json={"token": account.access_token, **extra}, headers=headers
     )
     body = await resp.json()
     assert resp.status in (200, 201), body

@@ -17,17 +17,9 @@ from sora2api.credentials import classify_credential, mask_proxy, parse_text, qu
 from sora2api.keys import TOKENS
 
 from .conftest import KEY, Sim
+from .helpers import admin_headers
 
 MakeClient = Callable[..., Awaitable[TestClient]]
-
-
-async def admin_headers(client: TestClient) -> dict[str, str]:
-    """An admin session opened the way POST /api/login would, sent as a bearer token."""
-    auth = client.app[keys.AUTH]
-    if auth.password_is_default:  # the panel refuses sessions until the default is changed
-        await auth.change_password("admin", "a-better-password")
-    token, _ = await auth.login("admin", "a-better-password", "test")
-    return {"Authorization": f"Bearer {token}"}
 
 
 async def add(client: TestClient, status: int = 201, **body: Any) -> dict[str, Any]:
@@ -475,8 +467,12 @@ async def test_test_proxy(
     proxy_app.router.add_route("*", "/{tail:.*}", any_request)
     proxy = await aiohttp_server(proxy_app)
     url = f"http://user:pass1234567@127.0.0.1:{proxy.port}"
+    # It makes the server connect anywhere: an API key is not enough.
+    refused = await client.post("/api/tokens/test-proxy", json={"proxy": url}, headers=KEY)
+    assert refused.status == 401 and not seen
+    admin = await admin_headers(client)
     body = await (
-        await client.post("/api/tokens/test-proxy", json={"proxy": url}, headers=KEY)
+        await client.post("/api/tokens/test-proxy", json={"proxy": url}, headers=admin)
     ).json()
     assert (
         body["ok"] is True
@@ -486,11 +482,23 @@ async def test_test_proxy(
     assert seen and seen[0].startswith(sim.url + "/backend")
     await proxy.close()
     body = await (
-        await client.post("/api/tokens/test-proxy", json={"proxy": url}, headers=KEY)
+        await client.post("/api/tokens/test-proxy", json={"proxy": url}, headers=admin)
     ).json()
     assert body["ok"] is False and "connect" in body["error"].lower()
-    resp = await client.post("/api/tokens/test-proxy", json={"proxy": "gopher://x"}, headers=KEY)
+    resp = await client.post("/api/tokens/test-proxy", json={"proxy": "gopher://x"}, headers=admin)
     assert resp.status == 400
+
+
+async def test_a_token_proxy_needs_an_admin_session(client: TestClient, sim: Sim) -> None:
+    acc = sim.state.add_account()
+    body = {"token": acc.access_token, "proxy": "http://127.0.0.1:9"}
+    refused = await client.post("/api/tokens", json=body, headers=KEY)
+    assert refused.status == 403 and (await refused.json())["error"]["code"] == "admin_required"
+    assert not client.app[keys.POOL].tokens()  # nothing stored
+    # an admin may: the add then really goes through that (dead) proxy and says so
+    tried = await client.post("/api/tokens", json=body, headers=await admin_headers(client))
+    msg = (await tried.json())["error"]["message"]
+    assert tried.status == 502 and "step 'me'" in msg and "127.0.0.1', 9" in msg
 
 
 # -- import -----------------------------------------------------------------------------------------

@@ -308,7 +308,12 @@ async def character_mentions(engine: JobEngine, value: Any) -> list[str]:
                     f"Character {ref} is not ready (status {row['status']})",
                     code="character_not_ready",
                 )
-            out.append("@" + str(orjson.loads(row["result"])["username"]))
+            username = orjson.loads(row["result"] or "{}").get("username")
+            if not username:
+                raise ConflictError(
+                    f"Character {ref} finished without a username", code="character_not_ready"
+                )
+            out.append(f"@{username}")
             continue
         m = _USERNAME.fullmatch(ref.lower())
         if m is None:

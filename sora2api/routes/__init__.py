@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Literal
 
 from aiohttp import web
 
 from .. import keys
-from ..auth import AdminSession
 from ..errors import AuthenticationError, PermissionError_
 from ..media import serve_media
 from . import admin, basic, chat, images, panel, public, videos
@@ -17,7 +16,6 @@ from . import tokens as token_routes
 
 Auth = Literal["public", "key", "key_or_admin", "admin"]
 # The admin session of a request, when it came with one (absent for API-key-only access).
-ADMIN: Final = web.RequestKey("sora2api.admin_session", AdminSession)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -58,7 +56,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/tokens/import", token_routes.import_tokens, "admin"),
     Route("GET", "/api/tokens/export", token_routes.export_tokens, "admin"),
     Route("POST", "/api/tokens/test-all", token_routes.test_all, "key_or_admin"),
-    Route("POST", "/api/tokens/test-proxy", token_routes.test_proxy, "key_or_admin"),
+    Route("POST", "/api/tokens/test-proxy", token_routes.test_proxy, "admin"),
     Route("GET", "/api/tokens/{id}", token_routes.get_token, "key_or_admin"),
     Route("PUT", "/api/tokens/{id}", token_routes.update_token, "admin"),
     Route("DELETE", "/api/tokens/{id}", token_routes.delete_token, "key_or_admin"),
@@ -120,7 +118,7 @@ def _guarded(route: Route) -> Handler:
         else:
             session = await auth.session(request)
             if session is not None:
-                request[ADMIN] = session
+                request[keys.REQ_ADMIN] = session
                 if auth.password_is_default and route.path not in _PASSWORD_CHANGE_PATHS:
                     raise PermissionError_(
                         "Change the default admin password first: POST /api/admin/password",

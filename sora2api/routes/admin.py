@@ -28,9 +28,8 @@ VISIBILITIES = ("public", "private")
 
 
 def _session(request: web.Request) -> AdminSession:
-    from . import ADMIN  # the route table imports this module: look the key up at call time
 
-    return request[ADMIN]
+    return request[keys.REQ_ADMIN]
 
 
 def _string(body: dict[str, Any], name: str, *, required: bool = True) -> str | None:
@@ -92,7 +91,9 @@ async def login(request: web.Request) -> web.Response:
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        # Behind nginx TLS aiohttp sees plain http: the public URL tells the truth.
+        secure=request.secure
+        or request.app[keys.SETTINGS].current.server.public_url.startswith("https://"),
     )
     return response
 

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from .. import keys
-from ..credentials import OPTION_FIELDS, UNSET
+from ..credentials import OPTION_FIELDS, UNSET, check_proxy
 from ..errors import BadRequestError, PermissionError_, json_response
 from ..tokens import TokenManager
 
@@ -69,9 +69,7 @@ def _token_id(request: web.Request) -> int:
 
 
 def _require_admin(request: web.Request) -> None:
-    from . import ADMIN  # the route table imports this module: look the key up at call time
-
-    if request.get(ADMIN) is None:
+    if request.get(keys.REQ_ADMIN) is None:
         raise PermissionError_(
             "This needs an admin session (log in to the panel); the API key is not enough",
             code="admin_required",
@@ -100,6 +98,10 @@ async def add_token(request: web.Request) -> web.Response:
         )
     if "proxy_url" in body and "proxy" not in body:
         body["proxy"] = body.pop("proxy_url")
+    if body.get("proxy"):
+        check_proxy(body["proxy"])  # a malformed value is a 400 whoever sends it
+        # A proxy makes this server connect wherever it points: an operator's decision.
+        _require_admin(request)
     manager = _manager(request)
     row, created = await manager.add(
         _str(body, "token"),
