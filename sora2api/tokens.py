@@ -50,6 +50,9 @@ _CREDENTIAL_KINDS = frozenset({Kind.TOKEN_INVALID, Kind.TOKEN_EXPIRED, Kind.COUN
 # Failures that say our request was refused: also the caller's problem, so 400.
 _REFUSED_KINDS = frozenset({Kind.BAD_REQUEST, Kind.NOT_FOUND})
 _ADMIN_DISABLED = "disabled by admin"
+_REFRESH_FAILED = "Refresh failed: "
+# Seconds before a token whose refresh failed is tried again by the background task.
+_REFRESH_RETRY = 3600.0
 
 
 # -- upstream failures ---------------------------------------------------------------------------
@@ -525,6 +528,11 @@ class TokenManager:
         if not (row.get("session_token") or row.get("refresh_token")):
             return False
         if row["status"] == "expired":
+            # A refresh that already failed is retried hourly, not every pass: the session or
+            # refresh token may be dead for good, and hammering the auth hosts helps nobody.
+            if str(row.get("status_reason") or "").startswith(_REFRESH_FAILED):
+                wait = max(_REFRESH_RETRY, self._settings.current.pool.refresh_interval)
+                return now - float(row.get("status_at") or 0) >= wait
             return True
         expires = row.get("at_expires")
         window = self._settings.current.pool.refresh_window
@@ -578,7 +586,7 @@ class TokenManager:
                         )
                         at = None
             if at is None:
-                reason = "Refresh failed: " + "; ".join(problems)
+                reason = _REFRESH_FAILED + "; ".join(problems)
                 values.update(last_error=reason[:500], last_error_at=now)
                 if row["status"] != "disabled":
                     values.update(status="expired", status_reason=reason[:500], status_at=now)

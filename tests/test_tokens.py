@@ -644,6 +644,10 @@ async def test_failed_refresh_marks_expired_with_reason(make_client: MakeClient,
     )
     assert "invalid_grant" in tok["status_reason"] and tok["status_at"]
     assert tok["status"] == "expired"  # kept, not deleted, not disabled
+    # the background task does not hammer the auth host with a dead credential every pass
+    tries = len(sim.state.calls("POST", "/oauth/token"))
+    await asyncio.sleep(0.5)  # about ten passes of the refresh task
+    assert len(sim.state.calls("POST", "/oauth/token")) == tries
 
 
 async def test_manual_refresh_via_session_token(client: TestClient, sim: Sim) -> None:
