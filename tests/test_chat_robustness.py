@@ -323,3 +323,36 @@ async def test_busy_pool_queues_fairly_and_the_stream_says_so(client, sim: Sim) 
     assert final_result(frames1)["type"] == "image" and final_result(frames2)["type"] == "image"
     prompts = [c.json["prompt"] for c in sim.state.calls("POST", "/backend/video_gen")]
     assert prompts == ["one", "two"]  # the waiting job ran only after the first freed the slot
+
+
+async def test_expired_token_at_create_hands_the_job_to_a_good_one(client, sim: Sim) -> None:
+    sim.state.settings.video_seconds = 30
+    a, b = sim.state.add_account(), sim.state.add_account()
+    id_a = await add_token(client, a)
+    id_b = await add_token(client, b)
+    sim.state.inject("POST", "/backend/nf/create", "401_expired", email=a.email, times=None)
+    for _ in range(2):  # round robin tries a at least once
+        resp = await client.post(
+            "/v1/chat/completions", json=chat("sora-video-10s", "x"), headers=KEY
+        )
+        assert resp.status == 200, await resp.text()
+    rows = {r["id"]: r for r in await client.app[keys.STORE].fetchall("SELECT * FROM tokens")}
+    assert rows[id_a]["status"] == "expired" and "expired" in rows[id_a]["status_reason"].lower()
+    assert rows[id_b]["status"] == "active" and rows[id_b]["video_count"] == 2
+
+
+async def test_token_expiring_mid_job_fails_that_job_with_the_reason(client, sim: Sim) -> None:
+    sim.state.settings.video_seconds = 300
+    acct = sim.state.add_account()
+    await add_token(client, acct)
+    sim.state.inject("GET", "/backend/nf/pending*", "401_expired", after=2, times=None)
+    resp = await client.post(
+        "/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY
+    )
+    frames, _ = await read_sse(resp)
+    err = [f for f in frames if "error" in f]
+    assert err and "Token expired" in err[0]["error"]["message"]
+    row = await client.app[keys.STORE].fetchone("SELECT status FROM tokens")
+    assert row["status"] == "expired"
+    # the task already spent quota upstream: it is not resubmitted elsewhere
+    assert len(sim.state.calls("POST", "/backend/nf/create")) == 1
