@@ -223,6 +223,12 @@ class SoraClient:
     ) -> Any:
         return await self.request("POST", self.url(path), token, json=body, proxy=proxy, **kw)
 
+    async def _delete(self, path: str, token: str, proxy: str | None) -> None:
+        """A DELETE: 200 or 204 is success, and no body is expected."""
+        await self.request(
+            "DELETE", self.url(path), token, proxy=proxy, expect_json=False, ok=(200, 204)
+        )
+
     @staticmethod
     def _field(data: Any, key: str, endpoint: str) -> Any:
         if not isinstance(data, dict) or not data.get(key):
@@ -414,14 +420,7 @@ class SoraClient:
         return str(self._field(post, "id", "POST /project_y/post"))
 
     async def delete_post(self, at: str, post_id: str, proxy: str | None = None) -> None:
-        await self.request(
-            "DELETE",
-            self.url(f"/project_y/post/{quote(post_id, safe='')}"),
-            at,
-            proxy=proxy,
-            expect_json=False,
-            ok=(200, 204),
-        )
+        await self._delete(f"/project_y/post/{quote(post_id, safe='')}", at, proxy)
 
     async def custom_parse(self, base_url: str, share_url: str, token: str) -> str:
         data = await self.request(
@@ -460,14 +459,8 @@ class SoraClient:
         )
 
     async def delete_character(self, at: str, character_id: str, proxy: str | None = None) -> None:
-        await self.request(
-            "DELETE",
-            self.url(f"/project_y/characters/{quote(character_id, safe='')}"),
-            at,
-            proxy=proxy,
-            expect_json=False,
-            ok=(200, 204),
-        )
+        # By character_id (ch_...), not the cameo id.
+        await self._delete(f"/project_y/characters/{quote(character_id, safe='')}", at, proxy)
 
     async def download(
         self, url: str, *, proxy: str | None = None, max_bytes: int = 32 << 20
