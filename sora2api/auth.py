@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import keys
 from .errors import AuthenticationError, BadRequestError, RateLimitError
 from .settings import Settings
 from .store import Store
@@ -41,6 +42,19 @@ def mask_email(email: str | None) -> str:
 
 def _hash_password(password: str, salt: bytes) -> str:
     return hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32).hex()
+
+
+def client_address(request: web.Request) -> str:
+    """The client's address: the peer, or behind a trusted reverse proxy the address it forwards."""
+    peer = request.remote or ""
+    trusted = request.app[keys.CONFIG].server.trusted_proxies
+    if trusted and peer in {t.strip() for t in trusted.split(",")}:
+        forwarded = request.headers.get("X-Forwarded-For", "")
+        # The last hop is the one the trusted proxy added (clients can forge earlier ones).
+        hops = [h.strip() for h in forwarded.split(",") if h.strip()]
+        if hops:
+            return hops[-1]
+    return peer
 
 
 def bearer(request: web.Request) -> str:

@@ -27,6 +27,9 @@ class ServerConfig:
     shutdown_timeout: float = 10.0
     # Python logging level name.
     log_level: str = "INFO"
+    # Comma-separated addresses of reverse proxies (nginx) whose X-Forwarded-For is believed; the
+    # client address then comes from that header (login rate limit, request log).
+    trusted_proxies: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from . import keys
-from .auth import bearer, mask, mask_email
+from .auth import bearer, client_address, mask, mask_email
 from .settings import Settings
 from .store import Store
 
@@ -98,7 +98,7 @@ class RequestLog:
                 f"admin:{session.username}" if session is not None else mask(bearer(request)),
                 model or "",
                 job_id,
-                request.remote or "",
+                client_address(request),
                 1,
             )
         )

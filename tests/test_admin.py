@@ -102,6 +102,35 @@ async def test_login_rate_limit(make_client: MakeClient) -> None:
     assert err["code"] == "rate_limit_exceeded" and "Too many failed logins" in err["message"]
 
 
+async def _fail_login(client: TestClient, forwarded: str) -> int:
+    resp = await client.post(
+        "/api/login",
+        json={"username": "admin", "password": "nope"},
+        headers={"X-Forwarded-For": forwarded},
+    )
+    return resp.status
+
+
+async def test_rate_limit_sees_the_real_client_behind_a_trusted_proxy(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client(
+        auth={"admin_password": PASSWORD, "login_attempts_per_minute": 2},
+        server={"trusted_proxies": "127.0.0.1, 10.9.9.9"},
+    )
+    assert [await _fail_login(client, "203.0.113.7") for _ in range(3)] == [401, 401, 429]
+    # another client behind the same nginx is not locked out
+    assert await _fail_login(client, "203.0.113.8") == 401
+    # a client cannot dodge the limit by forging an earlier hop: nginx appends the real one last
+    assert await _fail_login(client, "1.2.3.4, 203.0.113.7") == 429
+
+
+async def test_forwarded_header_is_ignored_from_untrusted_peers(make_client: MakeClient) -> None:
+    client = await make_client(auth={"admin_password": PASSWORD, "login_attempts_per_minute": 2})
+    statuses = [await _fail_login(client, f"198.51.100.{i}") for i in range(3)]
+    assert statuses == [401, 401, 429]  # every forged address counts as the one real peer
+
+
 async def test_session_expires(make_client: MakeClient) -> None:
     client = await make_client(auth={"admin_password": PASSWORD, "session_ttl_hours": 0.0001})
     headers = await login(client)

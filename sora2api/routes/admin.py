@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from .. import keys
-from ..auth import AdminSession, mask, mask_email
+from ..auth import AdminSession, client_address, mask, mask_email
 from ..errors import BadRequestError, ConflictError, NotFoundError, json_response
 from ..jobs import ACTIVE, JobEngine
 from ..reqlog import REQLOG
@@ -71,7 +71,7 @@ async def login(request: web.Request) -> web.Response:
     username = _string(body, "username") or ""
     password = _string(body, "password") or ""
     auth = request.app[keys.AUTH]
-    token, expires_at = await auth.login(username, password, request.remote or "")
+    token, expires_at = await auth.login(username, password, client_address(request))
     response = json_response(
         {
             "success": True,
