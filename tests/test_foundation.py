@@ -251,3 +251,18 @@ def test_server_starts_and_stops_gracefully(tmp_path: Path, sig: signal.Signals)
     assert proc.returncode == 0, out
     assert (tmp_path / "data" / "sora2api.db").exists()
     assert "k-123456789" not in out  # the key never reaches the log
+
+
+def test_shipped_config_lists_every_key_and_the_readme_documents_it() -> None:
+    import tomllib
+
+    from sora2api.config import SECTIONS, field_types
+
+    data = tomllib.loads((ROOT / "config.toml").read_text())
+    readme = (ROOT / "README.md").read_text()
+    for section in SECTIONS:
+        assert set(data[section]) == set(field_types(section)), section
+        for key in field_types(section):
+            # A row names `section.key`, or pairs it with its sibling: `a.x` / `y`.
+            documented = f"`{section}.{key}`" in readme or f"/ `{key}`" in readme
+            assert documented, f"README does not document {section}.{key}"
