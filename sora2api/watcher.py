@@ -14,6 +14,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import NotFoundError
 from .pool import TokenPool
 from .settings import Settings
 from .upstream.client import SoraClient
@@ -135,7 +136,19 @@ class TokenWatcher:
 
     async def _poll_once(self) -> None:
         pool, client = self._owner.pool, self._owner.client
-        tok = pool.state(self.token_id)
+        try:
+            tok = pool.state(self.token_id)
+        except NotFoundError:
+            # An admin deleted the token: its account's tasks can no longer be followed.
+            self._fail_all(
+                UpstreamFailure(
+                    Kind.TOKEN_INVALID,
+                    f"token {self.token_id} was deleted while this job ran; its result is on "
+                    "that Sora account",
+                    endpoint="poll",
+                )
+            )
+            return
         at, proxy = tok.row["access_token"], tok.row.get("proxy") or None
         images = [t for t in self._tasks.values() if t.kind == "image"]
         videos = [t for t in self._tasks.values() if t.kind == "video"]

@@ -356,3 +356,24 @@ async def test_token_expiring_mid_job_fails_that_job_with_the_reason(client, sim
     assert row["status"] == "expired"
     # the task already spent quota upstream: it is not resubmitted elsewhere
     assert len(sim.state.calls("POST", "/backend/nf/create")) == 1
+
+
+async def test_deleting_a_token_mid_job_fails_its_job_clearly(client, sim: Sim) -> None:
+    sim.state.settings.video_seconds = 300
+    token_id = await add_token(client, sim.state.add_account())
+    resp = await client.post(
+        "/v1/chat/completions", json=chat("sora-video-10s", "x", stream=True), headers=KEY
+    )
+    job_id = orjson.loads((await resp.content.readline())[6:])["job_id"]
+    store = client.app[keys.STORE]
+    for _ in range(100):
+        row = await store.fetchone("SELECT upstream_task_id FROM jobs WHERE id = ?", (job_id,))
+        if row and row["upstream_task_id"]:
+            break
+        await asyncio.sleep(0.05)
+    assert (await client.delete(f"/api/tokens/{token_id}", headers=KEY)).status == 200
+    frames, _ = await read_sse(resp)
+    err = [f for f in frames if "error" in f]
+    assert err and "was deleted while this job ran" in err[0]["error"]["message"]
+    row = await client.app[keys.JOBS].get(job_id)
+    assert row["status"] == "failed"
