@@ -377,3 +377,44 @@ async def test_deleting_a_token_mid_job_fails_its_job_clearly(client, sim: Sim) 
     assert err and "was deleted while this job ran" in err[0]["error"]["message"]
     row = await client.app[keys.JOBS].get(job_id)
     assert row["status"] == "failed"
+
+
+async def test_job_queued_for_a_token_at_restart_runs_after_it(
+    sim: Sim, tmp_path: Path, aiohttp_client
+) -> None:
+    sim.state.settings.video_seconds = 200
+    config = config_for(sim, tmp_path)
+    client = await aiohttp_client(create_app(config))
+    await add_token(client, sim.state.add_account(), video_concurrency=1)
+    first = await client.post(
+        "/v1/chat/completions", json=chat("sora-video-10s", "first", stream=True), headers=KEY
+    )
+    first_id = orjson.loads((await first.content.readline())[6:])["job_id"]
+    second = await client.post(
+        "/v1/chat/completions",
+        json=chat("sora-video-portrait-15s", "[5s]second shot [10s]third", stream=True),
+        headers=KEY,
+    )
+    second_id = orjson.loads((await second.content.readline())[6:])["job_id"]
+    store = client.app[keys.STORE]
+    for _ in range(200):  # the first job polls upstream, the second waits for the slot
+        row = await store.fetchone("SELECT upstream_task_id FROM jobs WHERE id = ?", (first_id,))
+        if row and row["upstream_task_id"]:
+            break
+        await asyncio.sleep(0.05)
+    first.close()
+    second.close()
+    await client.close()
+    assert len(sim.state.calls("POST", "/backend/nf/create*")) == 1
+
+    client2 = await aiohttp_client(create_app(config))
+    engine = client2.app[keys.JOBS]
+    for job_id in (first_id, second_id):
+        run = engine.run_of(job_id)
+        assert run is not None
+        await asyncio.wait_for(run.done.wait(), 60)
+        assert (await engine.get(job_id))["status"] == "completed"
+    # the first was followed by its task id, the second (never sent) was sent once, now
+    assert len(sim.state.calls("POST", "/backend/nf/create")) == 1
+    (board,) = sim.state.calls("POST", "/backend/nf/create/storyboard")
+    assert board.json["orientation"] == "portrait" and "Scene: second shot" in board.json["prompt"]

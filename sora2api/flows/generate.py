@@ -18,9 +18,11 @@ import orjson
 
 from ..errors import ApiError
 from ..jobs import JobContext, JobFailed
+from ..models import MODELS, Model
 from ..pool import Lease
 from ..upstream.errors import Kind, UpstreamFailure
-from .request import MediaInput
+from .prompts import parse_storyboard
+from .request import GenRequest, MediaInput
 from .results import character_result, image_result, video_result
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,8 @@ async def _leased(ctx: JobContext, kind: str, submit: SubmitFn, follow: FollowFn
     switches = ctx.settings.current.upstream.max_token_switches
     while True:
         async with ctx.pool.lease(kind, exclude=tried, on_queued=ctx.on_queued) as lease:
+            # From here a restart cannot tell whether Sora got the create: never rerun it.
+            await ctx.save_state(phase="submitting")
             await ctx.save(token_id=lease.token_id)
             try:
                 task_id = await submit(lease)
@@ -568,11 +572,51 @@ async def run_flow(ctx: JobContext) -> dict[str, Any]:
     return await _video(ctx)
 
 
+def _rebuild_request(ctx: JobContext) -> GenRequest | None:
+    """The request of a stored job, when the row holds all of it (media bytes are not stored)."""
+    spec = _spec(ctx)
+    mode = spec.get("mode")
+    if (
+        spec.get("image")
+        or spec.get("video")
+        or mode not in ("image", "video", "remix", "storyboard")
+    ):
+        return None
+    model = MODELS.get(str(spec.get("model"))) or Model(
+        str(spec.get("model")),
+        "image" if mode == "image" else "video",
+        "",
+        width=int(spec.get("width") or 0),
+        height=int(spec.get("height") or 0),
+        orientation=str(spec.get("orientation") or ""),
+        seconds=int(spec.get("seconds") or 0),
+    )
+    prompt = str(spec.get("prompt") or "")
+    return GenRequest(
+        model=model,
+        mode=str(mode),
+        prompt=prompt,
+        remix_target_id=spec.get("remix_target_id"),
+        style_id=spec.get("style_id"),
+        storyboard=parse_storyboard(prompt) if mode == "storyboard" else None,
+        n=int(spec.get("n") or 1),
+    )
+
+
 async def resume_flow(ctx: JobContext) -> dict[str, Any]:
     """Continue a job from its stored upstream task id; never submit anything again."""
     state = ctx.state
     token_id = ctx.row.get("token_id")
     task_id = state.get("task_id") or ctx.row.get("upstream_task_id")
+    if state.get("phase") is None:
+        # Nothing was ever sent to Sora for this job (it was queued for a token): run it now.
+        req = _rebuild_request(ctx)
+        if req is not None:
+            ctx.req = req
+            await ctx.emit(
+                "processing", "started", "Restarted before reaching Sora; starting it now"
+            )
+            return await run_flow(ctx)
     if state.get("phase") != "poll" or not task_id or token_id is None:
         raise JobFailed(
             "interrupted",
