@@ -9,7 +9,7 @@ snapshot that is swapped whole on every change, so a request never sees half an 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -67,7 +67,6 @@ class Settings:
         self._store = store
         self._saved: dict[tuple[str, str], Any] = {}
         self.current = base
-        self._listeners: list[Callable[[Config], None]] = []
 
     async def load(self) -> None:
         """Read stored overrides; a stored value the program no longer accepts is skipped, not fatal."""
@@ -86,9 +85,6 @@ class Settings:
                 log.warning("ignoring stored setting %s.%s: %s", section, key, exc)
         self._rebuild()
 
-    def on_change(self, callback: Callable[[Config], None]) -> None:
-        self._listeners.append(callback)
-
     def _rebuild(self) -> None:
         changes: dict[str, dict[str, Any]] = {}
         for (section, key), value in self._saved.items():
@@ -96,8 +92,6 @@ class Settings:
                 continue
             changes.setdefault(section, {})[key] = value
         self.current = self._base.replace(**changes)
-        for cb in self._listeners:
-            cb(self.current)
 
     async def update(self, values: Mapping[str, Any]) -> list[str]:
         """Validate and save {"section.key": value}; all-or-nothing. Returns the keys changed."""

@@ -70,7 +70,6 @@ class TokenWatcher:
         self._tasks: dict[str, _Tracked] = {}
         self._runner: asyncio.Task[None] | None = None
         self._errors = 0
-        self.polls = 0
 
     def track(self, task_id: str, kind: str) -> asyncio.Queue[Update]:
         tracked = self._tasks.get(task_id) or _Tracked(task_id, kind)
@@ -153,12 +152,10 @@ class TokenWatcher:
         images = [t for t in self._tasks.values() if t.kind == "image"]
         videos = [t for t in self._tasks.values() if t.kind == "video"]
         if images:
-            self.polls += 1
             listed = {str(x.get("id")): x for x in await client.recent_tasks(at, proxy)}
             for t in images:
                 self._image_update(t, listed.get(t.task_id))
         if videos:
-            self.polls += 1
             pending = {str(x.get("id")): x for x in await client.pending(at, proxy)}
             absent = []
             for t in videos:
@@ -262,9 +259,6 @@ class Watchers:
         if w is None:
             w = self._by_token[token_id] = TokenWatcher(token_id, self)
         return w
-
-    def total_polls(self) -> int:
-        return sum(w.polls for w in self._by_token.values())
 
     async def close(self) -> None:
         for w in self._by_token.values():
