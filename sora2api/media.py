@@ -20,7 +20,6 @@ from typing import Final
 
 import aiohttp
 from aiohttp import web
-from aiohttp_socks import ProxyConnector
 from yarl import URL
 
 from . import keys
@@ -352,6 +351,8 @@ class MediaCache:
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         if proxy and proxy.lower().startswith("socks"):
             # aiohttp's per-request proxy speaks only HTTP CONNECT; SOCKS needs its own connector.
+            from aiohttp_socks import ProxyConnector  # imported only when a SOCKS proxy is used
+
             connector = ProxyConnector.from_url(proxy)
             async with (
                 aiohttp.ClientSession(connector=connector) as session,
