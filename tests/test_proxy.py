@@ -83,6 +83,7 @@ async def test_token_proxy_overrides_the_global_one(make_client, sim: Sim, http_
     assert global_proxy.seen.count("POST /backend/video_gen") == 1
     # the media download of token a's image went through a's proxy too
     assert any(s.startswith("GET /media/") for s in own_proxy.seen)
+    assert any(s.startswith("GET /media/") for s in global_proxy.seen)
 
 
 async def _socks5_server() -> tuple[asyncio.AbstractServer, list[tuple[str, int]]]:

@@ -126,6 +126,11 @@ async def _poll(
         watcher.untrack(task_id)
 
 
+def _proxy(ctx: JobContext, lease: Lease) -> str | None:
+    """Media downloads take the same way out as the API calls: the token's proxy, else the global."""
+    return lease.proxy or ctx.settings.current.upstream.proxy or None
+
+
 async def _cache(ctx: JobContext, lease: Lease, urls: list[str], ext: str) -> list[str]:
     """Download results into the media cache; a failure is a clear error, never a silent link."""
     await ctx.emit(
@@ -134,7 +139,7 @@ async def _cache(ctx: JobContext, lease: Lease, urls: list[str], ext: str) -> li
     names: list[str] = []
     for url in urls:
         try:
-            cached = await ctx.media.store_url(url, ext=ext, proxy=lease.proxy)
+            cached = await ctx.media.store_url(url, ext=ext, proxy=_proxy(ctx, lease))
         except ApiError as exc:
             raise JobFailed("cache_failed", exc.message) from None
         names.append(cached.name)
@@ -309,7 +314,7 @@ async def _cache_thumbnail(ctx: JobContext, lease: Lease, draft: dict[str, Any])
         cached = await ctx.media.store_url(
             url,
             ext=suffix if suffix in ("png", "jpg", "jpeg", "webp") else "jpg",
-            proxy=lease.proxy,
+            proxy=_proxy(ctx, lease),
             max_bytes=16 << 20,
             timeout=30.0,
         )
