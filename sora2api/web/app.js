@@ -1,7 +1,7 @@
 // The panel's shell: session, login, forced password change, navigation between pages.
 
 import { api, apiKey, session, setAuthErrorHandler } from "./api.js";
-import { clear, field, h, notify } from "./dom.js";
+import { clear, field, h, notify, submitForm } from "./dom.js";
 import * as characters from "./characters.js";
 import * as jobs from "./jobs.js";
 import * as playground from "./playground.js";
@@ -88,14 +88,9 @@ function showLogin(message) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.textContent = "";
-    submit.disabled = true;
-    try {
+    await submitForm(submit, error, async () => {
       await login(user.value.trim(), pass.value);
-    } catch (err) {
-      error.textContent = err.message;
-    } finally {
-      submit.disabled = false;
-    }
+    });
   });
   clear(view()).append(form);
   user.focus();
@@ -164,14 +159,9 @@ function showPasswordChange(forced) {
       error.textContent = "The two new passwords differ.";
       return;
     }
-    submit.disabled = true;
-    try {
+    await submitForm(submit, error, async () => {
       await changePassword(oldPw.value, newPw.value, username.value.trim(), forced);
-    } catch (err) {
-      error.textContent = err.message;
-    } finally {
-      submit.disabled = false;
-    }
+    });
   });
   clear(view()).append(form);
   oldPw.focus();

@@ -82,6 +82,18 @@ export async function act(button, action, success) {
   }
 }
 
+/** Submit a form's work: the button is disabled meanwhile, a failure's message shown in `error`. */
+export async function submitForm(submit, error, work) {
+  submit.disabled = true;
+  try {
+    await work();
+  } catch (err) {
+    error.textContent = err.message;
+  } finally {
+    submit.disabled = false;
+  }
+}
+
 /** A modal confirmation (native <dialog>); resolves true when the admin confirms. */
 export function confirmDialog(message, confirmLabel = "Confirm", cancelLabel = "Cancel") {
   return new Promise((resolve) => {

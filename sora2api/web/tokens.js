@@ -3,7 +3,8 @@
 
 import { api, listOf } from "./api.js";
 import {
-  act, badge, button, clear, confirmDialog, emptyRow, field, fmtRelative, fmtTime, fmtValue, h, modal, notify, table,
+  act, badge, button, clear, confirmDialog, emptyRow, field, fmtRelative, fmtTime, fmtValue, h, modal, notify, submitForm,
+  table,
 } from "./dom.js";
 
 const REFRESH_MS = 10000;
@@ -302,18 +303,13 @@ function openAdd(reload) {
     if (proxy.value.trim()) body.proxy = proxy.value.trim();
     if (limitValue(imageLimit) !== null) body.image_concurrency = limitValue(imageLimit);
     if (limitValue(videoLimit) !== null) body.video_concurrency = limitValue(videoLimit);
-    submit.disabled = true;
-    try {
+    await submitForm(submit, error, async () => {
       const data = await api("POST", "/api/tokens", body);
       notify(data.message || "Token added", "ok");
       for (const w of data.warnings || []) notify(`Warning: ${w}`, "error");
       dialog.close();
       reload();
-    } catch (err) {
-      error.textContent = err.message;
-    } finally {
-      submit.disabled = false;
-    }
+    });
   });
   credential.focus();
 }
@@ -361,16 +357,11 @@ function openImport(reload) {
         return;
       }
     }
-    submit.disabled = true;
-    try {
+    await submitForm(submit, error, async () => {
       const out = await api("POST", "/api/tokens/import", { format: format.value, data: payload });
       showImportResults(results, out);
       reload();
-    } catch (err) {
-      error.textContent = err.message;
-    } finally {
-      submit.disabled = false;
-    }
+    });
   });
 }
 
@@ -433,18 +424,13 @@ function openActivate(t, reload) {
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.textContent = "";
-    submit.disabled = true;
-    try {
+    await submitForm(submit, error, async () => {
       const r = await api("POST", `/api/tokens/${t.id}/activate`, { invite_code: code.value.trim() });
       notify(r.already_accepted ? `Token ${t.id} was already activated` : `Token ${t.id} activated for Sora 2`, "ok");
       if (r.reason) notify(`Warning: ${r.reason}`, "error");
       dialog.close();
       reload();
-    } catch (err) {
-      error.textContent = err.message;
-    } finally {
-      submit.disabled = false;
-    }
+    });
   });
   code.focus();
 }
@@ -502,17 +488,12 @@ function openEdit(t, reload) {
     // The listed proxy is masked: send one only when the admin typed a new one or cleared it.
     if (clearProxy.checked) body.proxy = "";
     else if (proxy.value.trim()) body.proxy = proxy.value.trim();
-    submit.disabled = true;
-    try {
+    await submitForm(submit, error, async () => {
       await api("PUT", `/api/tokens/${t.id}`, body);
       notify(`Token ${t.id} saved`, "ok");
       dialog.close();
       reload();
-    } catch (err) {
-      error.textContent = err.message;
-    } finally {
-      submit.disabled = false;
-    }
+    });
   });
 }
 
