@@ -130,6 +130,10 @@ class Settings:
 
     def describe(self) -> list[dict[str, Any]]:
         """Every editable field with its effective value and where that value comes from."""
+        # Late: auth and credentials import this module. mask() is the one way a secret is shown.
+        from .auth import mask
+        from .credentials import mask_proxy
+
         out: list[dict[str, Any]] = []
         for section, keys in EDITABLE.items():
             types = field_types(section)
@@ -142,10 +146,8 @@ class Settings:
                 else:
                     source = "config"
                 secret = (section, key) in SECRET_FIELDS
-                shown = ("********" + value[-4:] if value else "") if secret else value
+                shown = mask(value) if secret else value
                 if (section, key) == ("upstream", "proxy"):
-                    from .credentials import mask_proxy  # late: credentials imports auth, auth us
-
                     # A proxy with a password is shown masked (and edited like a secret).
                     shown = mask_proxy(value)
                     secret = shown != value
