@@ -34,6 +34,15 @@ def _object(data: Any, endpoint: str) -> dict[str, Any]:
     return data
 
 
+def _objects(data: Any, key: str | None, endpoint: str) -> list[dict[str, Any]]:
+    """The objects of a task list: `data[key]`, or `data` itself when key is None."""
+    items = data if key is None else (data.get(key) if isinstance(data, dict) else None)
+    if not isinstance(items, list):
+        where = "the answer" if key is None else f"{key!r}"
+        raise UpstreamFailure(Kind.MALFORMED, f"{where} is not a list", endpoint=endpoint)
+    return [item for item in items if isinstance(item, dict)]
+
+
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     """The body, or its first limit+1 bytes when it is longer (the caller reports that)."""
     buf = bytearray()
@@ -380,33 +389,17 @@ class SoraClient:
 
     async def recent_tasks(self, at: str, proxy: str | None = None) -> list[dict[str, Any]]:
         data = await self._get("/v2/recent_tasks", at, proxy, limit=20)
-        tasks = data.get("task_responses") if isinstance(data, dict) else None
-        if not isinstance(tasks, list):
-            raise UpstreamFailure(
-                Kind.MALFORMED,
-                "recent_tasks has no task_responses list",
-                endpoint="GET /v2/recent_tasks",
-            )
-        return [t for t in tasks if isinstance(t, dict)]
+        return _objects(data, "task_responses", "GET /v2/recent_tasks")
 
     async def pending(self, at: str, proxy: str | None = None) -> list[dict[str, Any]]:
-        data = await self._get("/nf/pending/v2", at, proxy)
-        if not isinstance(data, list):
-            raise UpstreamFailure(
-                Kind.MALFORMED, "nf/pending is not a list", endpoint="GET /nf/pending/v2"
-            )
-        return [t for t in data if isinstance(t, dict)]
+        # A bare JSON array, unlike every other list endpoint.
+        return _objects(await self._get("/nf/pending/v2", at, proxy), None, "GET /nf/pending/v2")
 
     async def drafts(
         self, at: str, proxy: str | None = None, limit: int = 15
     ) -> list[dict[str, Any]]:
         data = await self._get("/project_y/profile/drafts", at, proxy, limit=limit)
-        items = data.get("items") if isinstance(data, dict) else None
-        if not isinstance(items, list):
-            raise UpstreamFailure(
-                Kind.MALFORMED, "drafts has no items list", endpoint="GET /project_y/profile/drafts"
-            )
-        return [d for d in items if isinstance(d, dict)]
+        return _objects(data, "items", "GET /project_y/profile/drafts")
 
     # -- publishing ----------------------------------------------------------------------
 
