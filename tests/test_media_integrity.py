@@ -89,7 +89,9 @@ async def test_a_200_that_is_not_a_video_fails_the_job(
     assert status == 409
 
 
-async def test_a_json_error_body_on_an_image_fails_the_image(make_client: MakeClient, sim: Sim) -> None:
+async def test_a_json_error_body_on_an_image_fails_the_image(
+    make_client: MakeClient, sim: Sim
+) -> None:
     client = await ready(make_client, sim)
     sim.state.settings.image_seconds = 20
     sim.state.inject("GET", "/media/*/image.png", "json_error_200", message="quota of blob reads")
@@ -177,7 +179,9 @@ async def test_the_same_redirect_is_followed_when_private_urls_are_allowed(
     assert hits(private_host) == ["/internal/admin.mp4"]
 
 
-async def test_redirects_within_the_upstream_are_followed(make_client: MakeClient, sim: Sim) -> None:
+async def test_redirects_within_the_upstream_are_followed(
+    make_client: MakeClient, sim: Sim
+) -> None:
     client = await ready(make_client, sim)
     sim.state.inject("GET", VIDEO_DOWNLOAD, "redirect")  # to /cdn/media/... on the same host
     done = await video(client)
@@ -229,7 +233,10 @@ async def test_custom_parser_link_to_a_private_address_is_refused(
     sim.state.inject("POST", "/get-sora-link", "custom", status=200, json={"download_link": link})
     done = await video(client)
     assert done["status"] == "failed", done
-    assert "Refusing to fetch" in done["error"]["message"] and "/secret.mp4" in done["error"]["message"]
+    assert (
+        "Refusing to fetch" in done["error"]["message"]
+        and "/secret.mp4" in done["error"]["message"]
+    )
     assert hits(private_host) == []
     assert sim.state.calls("POST", "/get-sora-link")[0].fault == "custom"
 
@@ -258,7 +265,7 @@ async def test_cache_size_cap_fails_the_job_and_the_pruner_frees_room(
     for name in cached(client):
         os.utime(folder / name, (then, then))
     async with asyncio.timeout(20):
-        while cached(client):
+        while cached(client):  # noqa: ASYNC110 - the pruner has no event to wait on
             await asyncio.sleep(0.02)
     third = await video(client, "third")
     assert third["status"] == "completed", third

@@ -145,14 +145,18 @@ def _not_the_file(fault: Fault, content_type: str) -> web.Response:
     The declared type stays the file's, as a misbehaving host would send it."""
     p = fault.params
     if fault.kind == "empty_body_200":
-        return web.Response(status=200, body=b"", content_type=str(p.get("content_type", content_type)))
+        return web.Response(
+            status=200, body=b"", content_type=str(p.get("content_type", content_type))
+        )
     message = str(p.get("message", "Blob storage is temporarily unavailable"))
     resp = json_response({"error": {"message": message, "code": p.get("code", "unavailable")}})
     resp.content_type = str(p.get("content_type", content_type))
     return resp
 
 
-async def _stall(request: web.Request, head: bytes, content_type: str, seconds: float) -> web.StreamResponse:
+async def _stall(
+    request: web.Request, head: bytes, content_type: str, seconds: float
+) -> web.StreamResponse:
     """Send the headers and the first bytes, then nothing until `seconds` pass or the client leaves;
     the connection is then cut, so the promised length is never met."""
     resp = web.StreamResponse(status=200)
