@@ -226,6 +226,7 @@ class MediaCache:
         """The final response after at most MAX_REDIRECTS redirects, each hop passing the guard."""
         async with contextlib.AsyncExitStack() as stack:
             session = self._session
+            via_proxy = bool(proxy)
             if proxy and proxy.lower().startswith("socks"):
                 # aiohttp's per-request proxy speaks only HTTP CONNECT; SOCKS needs a connector.
                 from aiohttp_socks import ProxyConnector  # imported only when SOCKS is used
@@ -238,7 +239,7 @@ class MediaCache:
             first = current = _checked(url)
             for hop in range(MAX_REDIRECTS + 1):
                 try:
-                    targets = await self._targets(current, via_proxy=bool(proxy))
+                    targets = await self._targets(current, via_proxy=via_proxy)
                 except ApiError as exc:
                     note = f" (redirected from {display_url(first)})" if hop else ""
                     raise MediaFailure(
