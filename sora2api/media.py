@@ -165,6 +165,7 @@ class MediaCache:
         try:
             async with asyncio.timeout(timeout), self._open(url, proxy, client_timeout) as resp:
                 shown = display_url(resp.url)
+                await _check_response(resp.response, limit, shown)
                 claim = self.budget.claim(_announced(resp.response), shown)
                 size, actual = await self._write(resp.response, part, limit, shown, ext, claim)
             if actual != ext:
@@ -297,18 +298,7 @@ class MediaCache:
         claim: Claim,
     ) -> tuple[int, str]:
         """Stream the body into `part`; returns its size and the extension its bytes show."""
-        if resp.status != 200:
-            body = await _peek(resp)
-            failure = classify(resp.status, body, resp.content_type, "media")
-            raise MediaFailure(
-                f"Caching failed: HTTP {resp.status} from {shown}: {failure.message}", failure.kind
-            )
         expected = resp.content_length
-        if expected is not None and expected > limit:
-            raise MediaFailure(
-                f"Caching failed: {shown} is {size_text(expected)}, over the {size_text(limit)} limit",
-                Kind.MALFORMED,
-            )
         received = 0
         head = b""
         actual: str | None = None
@@ -550,6 +540,22 @@ def _expect(head: bytes, ext: str, shown: str, content_type: str) -> str:
         f"Caching failed: {shown} answered HTTP 200 with {got} instead of {_WHAT[ext]}: {text}",
         failure.kind,
     )
+
+
+async def _check_response(resp: aiohttp.ClientResponse, limit: int, shown: str) -> None:
+    """Refuse an error status (quoting the host's reason) or an announced size over the limit."""
+    if resp.status != 200:
+        body = await _peek(resp)
+        failure = classify(resp.status, body, resp.content_type, "media")
+        raise MediaFailure(
+            f"Caching failed: HTTP {resp.status} from {shown}: {failure.message}", failure.kind
+        )
+    expected = resp.content_length
+    if expected is not None and expected > limit:
+        raise MediaFailure(
+            f"Caching failed: {shown} is {size_text(expected)}, over the {size_text(limit)} limit",
+            Kind.MALFORMED,
+        )
 
 
 async def _peek(resp: aiohttp.ClientResponse) -> bytes:

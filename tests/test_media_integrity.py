@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from sora2api import keys
-from sora2api.simulator import mp4_bytes
+from sora2api.simulator import mp4_bytes, png
 
 from .conftest import KEY, Sim
 from .helpers import add_token
@@ -284,3 +284,23 @@ async def test_free_disk_floor_fails_the_job_before_the_disk_fills(
     assert "cache full" in message.lower() and "storage.media_min_free_mb" in message
     assert cached(client) == []
     assert len(sim.state.calls("POST", "/backend/nf/create")) == 1
+
+
+async def test_an_image_is_named_and_served_by_what_its_bytes_are(
+    make_client: MakeClient, aiohttp_server: MakeServer
+) -> None:
+    # A thumbnail's extension is guessed from its link; a PNG behind ".jpg" is served as a PNG.
+    png_bytes = png((1, 2, 3))
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=png_bytes, content_type="image/jpeg")
+
+    app = web.Application()
+    app.router.add_get("/thumb.jpg", handler)
+    server = await aiohttp_server(app)
+    client = await make_client(security={"allow_private_urls": True})
+    stored = await client.app[keys.MEDIA].store_url(str(server.make_url("/thumb.jpg")), ext="jpg")
+    assert stored.name.endswith(".png") and stored.content_type == "image/png"
+    resp = await client.get(f"/tmp/{stored.name}")
+    assert resp.status == 200 and resp.headers["Content-Type"] == "image/png"
+    assert await resp.read() == png_bytes
