@@ -51,6 +51,11 @@ class StorageConfig:
     media_ttl: int = 3600
     # Largest single file the cache will download, in MB.
     media_max_mb: int = 2048
+    # Total size of the media folder in MB (0: no cap), and MB a download must leave free on the
+    # folder's disk (0: no floor): a download that would break either fails with "cache full",
+    # so the cache never fills the disk SQLite writes to.
+    media_cache_max_mb: int = 10240
+    media_min_free_mb: int = 1024
     # Seconds between two passes of the media pruner.
     prune_interval: float = 60.0
     # Request log retention: rows kept at most, and days kept at most.

@@ -1,15 +1,13 @@
-"""Guarded fetches of user-supplied URLs, the streaming media cache, its pruner and GET /tmp/{name}."""
+"""The streaming media cache (every hop through the URL guard), its pruner and GET /tmp/{name}."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import re
 import secrets
-import socket
 import stat
 import time
 from collections.abc import AsyncIterator
@@ -31,13 +29,42 @@ from .errors import (
     TimeoutError_,
     UpstreamError,
 )
+from .media_budget import Claim, DiskBudget, size_text
 from .settings import Settings
+from .sniff import MIME, media_type
+from .upstream.errors import Kind, classify
+from .urlguard import (  # re-exported: the guard used to live here
+    MAX_REDIRECTS,
+    REDIRECTS,
+    Fetched,
+    IPAddress,
+    Pinned,
+    UnresolvedHostError,
+    UrlGuard,
+    check_url,
+    display_url,
+    is_public_address,
+)
+
+__all__ = [
+    "CONTENT_TYPES",
+    "CachedFile",
+    "Fetched",
+    "IPAddress",
+    "MediaCache",
+    "MediaFailure",
+    "UrlGuard",
+    "check_url",
+    "display_url",
+    "is_public_address",
+    "media_context",
+    "serve_media",
+]
 
 log = logging.getLogger(__name__)
 
 MB: Final = 1024 * 1024
 CHUNK_SIZE: Final = 256 * 1024
-MAX_REDIRECTS: Final = 5
 # The only extensions the cache writes or serves, and the type each is served as. The type comes
 # from here, never from the upstream, so a file can't be served as HTML.
 CONTENT_TYPES: Final = MappingProxyType(
@@ -53,20 +80,17 @@ CONTENT_TYPES: Final = MappingProxyType(
     }
 )
 _NAME_RE: Final = re.compile(r"[0-9a-f]{32}\.(?:" + "|".join(CONTENT_TYPES) + ")")
-_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 # A download touches its .part file on every chunk, and stalls end at the read timeout, so a
 # .part file this old was left behind by a crash.
 _PART_MAX_AGE: Final = 3600.0
-_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True, slots=True)
-class Fetched:
-    data: bytes
-    content_type: str
-    final_url: str
+class _Opened:
+    """The final response of a download and the URL it came from (after redirects)."""
+
+    response: aiohttp.ClientResponse
+    url: URL
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,60 +99,6 @@ class CachedFile:
     path: Path
     size: int
     content_type: str
-
-
-def display_url(url: URL | str) -> str:
-    """A URL fit for messages and logs: no credentials, query or fragment, at most 200 characters."""
-    try:
-        u = URL(url) if isinstance(url, str) else url
-        text = str(u.with_user(None).with_query(None).with_fragment(None)) if u.absolute else str(u)
-    except (ValueError, TypeError):
-        text = str(url).split("?", 1)[0]
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def check_url(url: str) -> URL:
-    """Parse a user-supplied URL: only absolute http(s) URLs with a host pass (no network)."""
-    try:
-        parsed = URL(url)
-        scheme = parsed.scheme.lower()
-        host = parsed.raw_host
-        parsed.port  # noqa: B018 - yarl validates the port lazily
-    except (ValueError, TypeError):
-        raise BadRequestError(f"Invalid URL: {display_url(url)}") from None
-    if scheme not in ("http", "https"):
-        # data: URLs are long and say nothing useful, so only the scheme is named.
-        raise BadRequestError(
-            f"Refusing to fetch {display_url(url) if scheme != 'data' else 'a data: URL'}: "
-            f"the {scheme + ':' if scheme else 'missing'} scheme is not allowed, use http or https"
-        )
-    if not host:
-        raise BadRequestError(f"Invalid URL: {display_url(url)} has no host")
-    return parsed
-
-
-def is_public_address(ip: IPAddress) -> bool:
-    """True for a globally routable unicast address; IPv6 that embeds IPv4 is judged by the IPv4."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        elif ip.sixtofour is not None:
-            ip = ip.sixtofour
-        elif ip in _NAT64:
-            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-    # is_global alone misses multicast and (before 3.12) some special blocks; spell out the rest.
-    return ip.is_global and not (
-        ip.is_loopback
-        or ip.is_private
-        or ip.is_link_local
-        or ip.is_multicast
-        or ip.is_reserved
-        or ip.is_unspecified
-    )
-
-
-def _size(n: int) -> str:
-    return f"{n / MB:g} MB" if n >= MB else f"{n} bytes"
 
 
 def _check_ext(ext: str) -> str:
@@ -140,145 +110,12 @@ def _check_ext(ext: str) -> str:
     return ext
 
 
-def _with_context(exc: ApiError, note: str) -> ApiError:
-    return type(exc)(f"{exc.message} ({note})", param=exc.param, code=exc.code)
+class MediaFailure(UpstreamError):
+    """A media download that failed upstream, classified like every other upstream answer."""
 
-
-class UrlGuard:
-    """The one place user-supplied URLs are fetched: scheme, address, redirect, size and time rules."""
-
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
-        self._settings = settings
-        self._session = session
-
-    def allows(self, ip: IPAddress) -> bool:
-        """Whether the guard may connect to this address under the current settings."""
-        return self._settings.current.security.allow_private_urls or is_public_address(ip)
-
-    async def fetch(
-        self, url: str, *, max_bytes: int | None = None, kind: str = "image"
-    ) -> Fetched:
-        """Download a user-supplied URL, following at most MAX_REDIRECTS checked redirects."""
-        security = self._settings.current.security
-        limit = security.fetch_max_mb * MB if max_bytes is None else max_bytes
-        first = current = check_url(url)
-        try:
-            # One bound over DNS, every hop and the body: a slow-drip server can't hold a job.
-            # A fetch_timeout of 0 disables it.
-            async with asyncio.timeout(security.fetch_timeout or None):
-                for hop in range(MAX_REDIRECTS + 1):
-                    try:
-                        # A redirect target passes the same scheme and address checks as the first URL.
-                        current = check_url(str(current)) if hop else current
-                        result = await self._hop(current, limit, kind)
-                    except ApiError as exc:
-                        if hop:
-                            raise _with_context(
-                                exc, f"redirected from {display_url(first)}"
-                            ) from None
-                        raise
-                    if isinstance(result, Fetched):
-                        return result
-                    current = result
-        except TimeoutError:
-            raise BadRequestError(
-                f"Could not fetch {display_url(current)}: timed out after {security.fetch_timeout:g} s"
-            ) from None
-        raise BadRequestError(
-            f"Could not fetch {display_url(first)}: more than {MAX_REDIRECTS} redirects"
-        )
-
-    async def _resolve(self, url: URL) -> list[str]:
-        """Every address the host resolves to, refusing the URL if any one is not allowed."""
-        host = url.raw_host
-        assert host is not None  # check_url made sure
-        loop = asyncio.get_running_loop()
-        try:
-            infos = await loop.getaddrinfo(host, url.port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError):
-            raise BadRequestError(
-                f"Could not fetch {display_url(url)}: cannot resolve the host {host}"
-            ) from None
-        addresses: list[str] = []
-        for family, _, _, _, sockaddr in infos:
-            if family not in (socket.AF_INET, socket.AF_INET6):
-                continue
-            ip = ipaddress.ip_address(sockaddr[0])
-            if not self.allows(ip):
-                # Refuse outright rather than filter: a name that mixes public and private
-                # addresses is an attack or a misconfiguration, either way not worth serving.
-                what = f"{ip} is" if str(ip) == host else f"{host} resolves to {ip}, which is"
-                raise BadRequestError(
-                    f"Refusing to fetch {display_url(url)}: {what} not a public address "
-                    "(set security.allow_private_urls to allow it)"
-                )
-            if str(ip) not in addresses:
-                addresses.append(str(ip))
-        if not addresses:
-            raise BadRequestError(f"Could not fetch {display_url(url)}: {host} has no IP address")
-        return addresses
-
-    async def _hop(self, url: URL, limit: int, kind: str) -> Fetched | URL:
-        """One request: the Fetched body, or the (not yet checked) URL a redirect points to."""
-        addresses = await self._resolve(url)
-        shown = display_url(url)
-        # Check-then-pin against DNS rebinding: the request goes to the IP literal we just checked
-        # (aiohttp does no lookup for IP hosts), with the real name in Host and, for TLS, in
-        # SNI and certificate checks via server_hostname. A guarded resolver would need its own
-        # connector and session; pinning works on the app's one shared session. The cookie jar
-        # ignores cookies from IP hosts, so a fetched site can't plant cookies either.
-        host_header = url.host_port_subcomponent or url.raw_host or ""
-        server_hostname = url.raw_host if url.scheme == "https" else None
-        failure = "cannot connect"
-        for address in addresses:
-            try:
-                async with self._session.get(
-                    url.with_host(address),
-                    headers={"Host": host_header},
-                    allow_redirects=False,
-                    raise_for_status=False,
-                    server_hostname=server_hostname,
-                ) as resp:
-                    return await self._read(url, resp, limit, kind)
-            except aiohttp.ClientSSLError as exc:
-                raise BadRequestError(f"Could not fetch {shown}: TLS error ({exc})") from None
-            except aiohttp.ClientConnectorError as exc:
-                # Nothing was sent yet, so trying the host's next address is safe.
-                failure = f"cannot connect ({exc.strerror or type(exc).__name__})"
-            except aiohttp.ClientError as exc:
-                raise BadRequestError(
-                    f"Could not fetch {shown}: {type(exc).__name__}: {exc}"
-                ) from None
-        raise BadRequestError(f"Could not fetch {shown}: {failure}")
-
-    async def _read(
-        self, url: URL, resp: aiohttp.ClientResponse, limit: int, kind: str
-    ) -> Fetched | URL:
-        shown = display_url(url)
-        location = resp.headers.get("Location")
-        if resp.status in _REDIRECTS and location:
-            try:
-                target = url.join(URL(location))
-            except (ValueError, TypeError):
-                raise BadRequestError(f"Could not fetch {shown}: invalid redirect") from None
-            return target
-        if not 200 <= resp.status < 300:
-            raise BadRequestError(f"Could not fetch {shown}: HTTP {resp.status}")
-        if resp.content_length is not None and resp.content_length > limit:
-            raise PayloadTooLargeError(
-                f"The {kind} at {shown} is {_size(resp.content_length)}, over the {_size(limit)} limit"
-            )
-        # Content-Length may be absent or (with compression) not the decoded size: count too.
-        chunks: list[bytes] = []
-        received = 0
-        async for chunk in resp.content.iter_chunked(64 * 1024):
-            received += len(chunk)
-            if received > limit:
-                raise PayloadTooLargeError(
-                    f"The {kind} at {shown} is larger than the {_size(limit)} limit"
-                )
-            chunks.append(chunk)
-        return Fetched(b"".join(chunks), resp.content_type, str(url))
+    def __init__(self, message: str, kind: Kind) -> None:
+        super().__init__(message, code=kind.value)
+        self.kind = kind
 
 
 class MediaCache:
@@ -287,10 +124,12 @@ class MediaCache:
     def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
         self._settings = settings
         self._session = session
+        self._guard = UrlGuard(settings, session)
         config = settings.current
         # media_dir needs a restart to change, so it is fixed here; media_ttl is re-read on use.
         self.dir = config.path(config.storage.media_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.budget = DiskBudget(self.dir, settings)
 
     def _ttl(self) -> float:
         return float(self._settings.current.storage.media_ttl)
@@ -307,11 +146,14 @@ class MediaCache:
         proxy: str | None = None,
         max_bytes: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - callers pass a plain number of seconds
-        read_timeout: float = 60.0,
+        read_timeout: float | None = None,
     ) -> CachedFile:
-        """Stream a trusted upstream media URL to disk; no partial file survives a failure."""
+        """Stream an upstream media URL to disk through the URL guard, checking what arrives is
+        the kind `ext` names; no partial file survives a failure."""
         ext = _check_ext(ext)
         limit = self._settings.current.storage.media_max_mb * MB if max_bytes is None else max_bytes
+        if read_timeout is None:
+            read_timeout = self._settings.current.upstream.request_timeout
         name, path = self._new_path(ext)
         part = path.with_name(name + ".part")
         shown = display_url(url)
@@ -319,10 +161,18 @@ class MediaCache:
         client_timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=read_timeout, sock_read=read_timeout
         )
+        claim: Claim | None = None
         try:
-            async with asyncio.timeout(timeout), self._get(url, proxy, client_timeout) as resp:
-                size = await self._write(resp, part, limit, shown)
+            async with asyncio.timeout(timeout), self._open(url, proxy, client_timeout) as resp:
+                shown = display_url(resp.url)
+                await _check_response(resp.response, limit, shown)
+                claim = self.budget.claim(_announced(resp.response), shown)
+                size, actual = await self._write(resp.response, part, limit, shown, ext, claim)
+            if actual != ext:
+                # Served by its real type: the name's extension is what sets Content-Type.
+                name, path = f"{name.rsplit('.', 1)[0]}.{actual}", path.with_suffix(f".{actual}")
             os.replace(part, path)
+            claim.end(kept=True)
         except aiohttp.ServerTimeoutError:
             raise TimeoutError_(
                 f"Caching failed: no data from {shown} for {read_timeout:g} s"
@@ -338,50 +188,137 @@ class MediaCache:
         except OSError as exc:
             raise ApiError(f"Caching failed: cannot write the media file: {exc.strerror}") from None
         finally:
+            if claim is not None:
+                claim.end(kept=False)  # no-op once the file was kept
             # Runs after os.replace too, where the .part is already gone; on any failure
             # (cancellation included) this is what removes the partial download.
             with contextlib.suppress(FileNotFoundError):
                 part.unlink()
-        log.info("cached %s (%s) as %s", shown, _size(size), name)
-        return CachedFile(name, path, size, CONTENT_TYPES[ext])
+        log.info("cached %s (%s) as %s", shown, size_text(size), name)
+        return CachedFile(name, path, size, CONTENT_TYPES[actual])
+
+    def _trusted(self, url: URL) -> bool:
+        """Whether a URL is on the origin of an upstream the admin configured (private or not)."""
+        current = self._settings.current
+        configured = (
+            current.upstream.base_url,
+            current.upstream.third_party_url,
+            current.generation.watermark_custom_url,
+        )
+        return any(_same_origin(url, c) for c in configured if c)
+
+    async def _targets(self, url: URL, via_proxy: bool) -> list[Pinned]:
+        """Where one hop may go: the URL itself on a configured origin, else its checked addresses."""
+        if self._trusted(url):
+            return [Pinned(url, "", None)]
+        try:
+            return await self._guard.pinned(url)
+        except UnresolvedHostError:
+            # Behind a proxy a name may resolve only there; it goes out through the proxy's network,
+            # not ours. Names that resolve here (localhost, internal names) were checked above.
+            if via_proxy:
+                return [Pinned(url, "", None)]
+            raise
 
     @contextlib.asynccontextmanager
-    async def _get(
+    async def _open(
         self, url: str, proxy: str | None, client_timeout: aiohttp.ClientTimeout
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        if proxy and proxy.lower().startswith("socks"):
-            # aiohttp's per-request proxy speaks only HTTP CONNECT; SOCKS needs its own connector.
-            from aiohttp_socks import ProxyConnector  # imported only when a SOCKS proxy is used
+    ) -> AsyncIterator[_Opened]:
+        """The final response after at most MAX_REDIRECTS redirects, each hop passing the guard."""
+        async with contextlib.AsyncExitStack() as stack:
+            session = self._session
+            via_proxy = bool(proxy)
+            if proxy and proxy.lower().startswith("socks"):
+                # aiohttp's per-request proxy speaks only HTTP CONNECT; SOCKS needs a connector.
+                from aiohttp_socks import ProxyConnector  # imported only when SOCKS is used
 
-            connector = ProxyConnector.from_url(proxy)
-            async with (
-                aiohttp.ClientSession(connector=connector) as session,
-                session.get(url, timeout=client_timeout, raise_for_status=False) as resp,
-            ):
-                yield resp
-        else:
-            async with self._session.get(
-                url, proxy=proxy or None, timeout=client_timeout, raise_for_status=False
-            ) as resp:
-                yield resp
-
-    async def _write(self, resp: aiohttp.ClientResponse, part: Path, limit: int, shown: str) -> int:
-        if resp.status != 200:
-            raise UpstreamError(f"Caching failed: HTTP {resp.status} from {shown}")
-        expected = resp.content_length
-        if expected is not None and expected > limit:
-            raise UpstreamError(
-                f"Caching failed: {shown} is {_size(expected)}, over the {_size(limit)} limit"
+                connector = ProxyConnector.from_url(proxy)
+                session = await stack.enter_async_context(
+                    aiohttp.ClientSession(connector=connector)
+                )
+                proxy = None
+            first = current = _checked(url)
+            for hop in range(MAX_REDIRECTS + 1):
+                try:
+                    targets = await self._targets(current, via_proxy=via_proxy)
+                except ApiError as exc:
+                    note = f" (redirected from {display_url(first)})" if hop else ""
+                    raise MediaFailure(
+                        f"Caching failed: {exc.message}{note}", Kind.BAD_REQUEST
+                    ) from None
+                resp = await self._send(session, targets, proxy, client_timeout)
+                try:
+                    location = resp.headers.get("Location")
+                    if resp.status in REDIRECTS and location:
+                        current = _redirect_target(current, location, first)
+                        continue
+                    yield _Opened(resp, current)
+                    return
+                finally:
+                    resp.release()
+            raise MediaFailure(
+                f"Caching failed: more than {MAX_REDIRECTS} redirects from {display_url(first)}",
+                Kind.MALFORMED,
             )
-        written = 0
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        targets: list[Pinned],
+        proxy: str | None,
+        client_timeout: aiohttp.ClientTimeout,
+    ) -> aiohttp.ClientResponse:
+        """GET the first target that accepts a connection (nothing is sent to the ones before)."""
+        error: aiohttp.ClientConnectorError | None = None
+        for target in targets:
+            try:
+                return await session.get(
+                    target.url,
+                    headers=target.headers,
+                    proxy=proxy or None,
+                    timeout=client_timeout,
+                    allow_redirects=False,
+                    raise_for_status=False,
+                    server_hostname=target.server_hostname,
+                )
+            except aiohttp.ClientSSLError:
+                raise
+            except aiohttp.ClientConnectorError as exc:
+                error = exc
+        assert error is not None  # targets is never empty
+        raise error
+
+    async def _write(
+        self,
+        resp: aiohttp.ClientResponse,
+        part: Path,
+        limit: int,
+        shown: str,
+        ext: str,
+        claim: Claim,
+    ) -> tuple[int, str]:
+        """Stream the body into `part`; returns its size and the extension its bytes show."""
+        expected = resp.content_length
+        received = 0
+        head = b""
+        actual: str | None = None
         with part.open("xb") as f:
             try:
                 async for chunk in resp.content.iter_chunked(CHUNK_SIZE):
-                    written += len(chunk)
-                    if written > limit:
-                        raise UpstreamError(
-                            f"Caching failed: {shown} is larger than the {_size(limit)} limit"
+                    received += len(chunk)
+                    if received > limit:
+                        raise MediaFailure(
+                            f"Caching failed: {shown} is larger than the {size_text(limit)} limit",
+                            Kind.MALFORMED,
                         )
+                    if actual is None:
+                        # Nothing is written until the first bytes prove the kind of file.
+                        head += chunk
+                        if len(head) < _SNIFF_BYTES:
+                            continue
+                        actual = _expect(head, ext, shown, resp.content_type)
+                        chunk, head = head, b""
+                    claim.add(len(chunk))
                     # A plain write: 256 KiB lands in the page cache in well under a millisecond,
                     # cheaper than a thread hop per chunk, and no executor job can outlive the
                     # file if the download is cancelled.
@@ -389,12 +326,16 @@ class MediaCache:
             except aiohttp.ClientPayloadError:
                 raise UpstreamError(
                     f"Caching failed: the connection to {shown} dropped after "
-                    f"{written}{f' of {expected}' if expected is not None else ''} bytes"
+                    f"{received}{f' of {expected}' if expected is not None else ''} bytes"
                 ) from None
+            if actual is None:
+                actual = _expect(head, ext, shown, resp.content_type)
+                claim.add(len(head))
+                f.write(head)
         # With compression Content-Length counts encoded bytes, so only plain bodies are compared.
-        if expected is not None and written != expected and "Content-Encoding" not in resp.headers:
-            raise UpstreamError(f"Caching failed: {shown} sent {written} of {expected} bytes")
-        return written
+        if expected is not None and received != expected and "Content-Encoding" not in resp.headers:
+            raise UpstreamError(f"Caching failed: {shown} sent {received} of {expected} bytes")
+        return received, actual
 
     async def store_bytes(self, data: bytes, *, ext: str) -> CachedFile:
         """Keep bytes we already hold (an upload) as a cached file."""
@@ -402,10 +343,19 @@ class MediaCache:
         limit = self._settings.current.storage.media_max_mb * MB
         if len(data) > limit:
             raise PayloadTooLargeError(
-                f"The file is {_size(len(data))}, over the {_size(limit)} limit"
+                f"The file is {size_text(len(data))}, over the {size_text(limit)} limit"
             )
+        if media_type(data) not in _FAMILY[ext]:
+            raise BadRequestError(f"The file is not {_WHAT[ext]}")
+        claim = self.budget.claim(len(data), "the file")
         name, path = self._new_path(ext)
-        await asyncio.to_thread(_write_atomic, path, data)
+        kept = False
+        try:
+            claim.add(len(data))
+            await asyncio.to_thread(_write_atomic, path, data)
+            kept = True
+        finally:
+            claim.end(kept=kept)
         return CachedFile(name, path, len(data), CONTENT_TYPES[ext])
 
     def url_for(self, name: str) -> str:
@@ -436,17 +386,26 @@ class MediaCache:
         """Remove a cached file; False when there was none."""
         if not _NAME_RE.fullmatch(name):
             return False
+        path = self.dir / name
         try:
-            (self.dir / name).unlink()
+            size = path.stat().st_size
+            path.unlink()
         except FileNotFoundError:
             return False
+        self.budget.forget(size)
         return True
 
     def prune(self) -> int:
         """Delete expired files and abandoned .part files; returns how many were removed."""
+        removed, freed, _ = self._sweep()
+        self.budget.forget(freed)
+        return removed
+
+    def _sweep(self) -> tuple[int, int, int]:
+        """Remove what expired: (files removed, their bytes, bytes of every file left)."""
         now = time.time()
         ttl = self._ttl()
-        removed = 0
+        removed = freed = kept = 0
         with os.scandir(self.dir) as entries:
             for entry in entries:
                 # Only names this cache makes are touched, in case media_dir points somewhere shared.
@@ -457,22 +416,34 @@ class MediaCache:
                 else:
                     continue
                 try:
-                    if entry.is_file(follow_symlinks=False) and (
-                        entry.stat(follow_symlinks=False).st_mtime + max_age <= now
-                    ):
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    st = entry.stat(follow_symlinks=False)
+                    if st.st_mtime + max_age <= now:
                         os.unlink(entry.path)
                         removed += 1
+                        freed += st.st_size
+                    else:
+                        kept += st.st_size
                 except FileNotFoundError:
                     pass  # deleted meanwhile (delete() or a second pruner)
                 except OSError as exc:
                     log.warning("cannot prune %s: %s", entry.name, exc)
-        return removed
+        return removed, freed, kept
 
     async def run_pruner(self) -> None:
         """Prune now and then every storage.prune_interval seconds, until cancelled."""
         while True:
             try:
-                removed = await asyncio.to_thread(self.prune)
+                budget = self.budget
+                epoch, idle = budget.epoch, budget.active == 0
+                removed, freed, kept = await asyncio.to_thread(self._sweep)
+                if idle and budget.active == 0 and budget.epoch == epoch:
+                    # Nothing was written or deleted during the pass: its count is exact, and
+                    # corrects any drift (files removed by hand).
+                    budget.used = kept
+                else:
+                    budget.forget(freed)
                 if removed:
                     log.info("pruned %d expired media file(s)", removed)
             except Exception:
@@ -525,3 +496,110 @@ async def media_context(app: web.Application) -> AsyncIterator[None]:
         pruner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pruner
+
+
+_SNIFF_BYTES: Final = 12  # enough for every signature sniff.media_type knows
+_VIDEO: Final = frozenset({"mp4", "mov"})
+_IMAGE: Final = frozenset({"png", "jpeg", "webp", "gif"})
+# What the bytes may be for each extension a caller asks for. Images are one family because a
+# thumbnail's extension is guessed from its link; the file is then named by what it really is.
+_FAMILY: Final = MappingProxyType(
+    {
+        "mp4": _VIDEO,
+        "mov": _VIDEO,
+        "webm": frozenset({"webm"}),
+        **dict.fromkeys(("png", "jpg", "jpeg", "webp", "gif"), _IMAGE),
+    }
+)
+_WHAT: Final = MappingProxyType(
+    {
+        "mp4": "an MP4 video",
+        "mov": "an MP4 video",
+        "webm": "a WebM video",
+        **dict.fromkeys(("png", "jpg", "jpeg", "webp", "gif"), "an image (PNG, JPEG, WebP or GIF)"),
+    }
+)
+
+
+def _expect(head: bytes, ext: str, shown: str, content_type: str) -> str:
+    """The extension the first bytes prove, or a classified failure quoting what came instead."""
+    kind = media_type(head)
+    if kind in _FAMILY[ext]:
+        return ext if MIME[kind] == CONTENT_TYPES[ext] else ("jpg" if kind == "jpeg" else kind)
+    if not head:
+        raise MediaFailure(
+            f"Caching failed: {shown} answered HTTP 200 with an empty body instead of {_WHAT[ext]}",
+            Kind.MALFORMED,
+        )
+    failure = classify(200, head[:2048], content_type, "media")
+    text = failure.message
+    if not text.isprintable():
+        text = f"the body starts with {head[:16].hex(' ')}"
+    got = f"{kind.upper()} data" if kind else "something else"
+    raise MediaFailure(
+        f"Caching failed: {shown} answered HTTP 200 with {got} instead of {_WHAT[ext]}: {text}",
+        failure.kind,
+    )
+
+
+async def _check_response(resp: aiohttp.ClientResponse, limit: int, shown: str) -> None:
+    """Refuse an error status (quoting the host's reason) or an announced size over the limit."""
+    if resp.status != 200:
+        body = await _peek(resp)
+        failure = classify(resp.status, body, resp.content_type, "media")
+        raise MediaFailure(
+            f"Caching failed: HTTP {resp.status} from {shown}: {failure.message}", failure.kind
+        )
+    expected = resp.content_length
+    if expected is not None and expected > limit:
+        raise MediaFailure(
+            f"Caching failed: {shown} is {size_text(expected)}, over the {size_text(limit)} limit",
+            Kind.MALFORMED,
+        )
+
+
+async def _peek(resp: aiohttp.ClientResponse) -> bytes:
+    """The first 2 KB of an error body, enough to quote the upstream's reason."""
+    data = b""
+    with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+        while len(data) < 2048:
+            piece = await resp.content.read(2048 - len(data))
+            if not piece:
+                break
+            data += piece
+    return data
+
+
+def _announced(resp: aiohttp.ClientResponse) -> int | None:
+    """The size a 200 promises, when it is the size written (no content coding)."""
+    if resp.status != 200 or "Content-Encoding" in resp.headers:
+        return None
+    return resp.content_length
+
+
+def _same_origin(url: URL, configured: str) -> bool:
+    try:
+        other = URL(configured)
+        theirs = (other.scheme.lower(), (other.raw_host or "").lower(), other.port)
+    except (ValueError, TypeError):
+        return False
+    return (url.scheme.lower(), (url.raw_host or "").lower(), url.port) == theirs
+
+
+def _checked(url: str, first: URL | None = None) -> URL:
+    """check_url for a download hop, as a classified failure naming where a redirect came from."""
+    try:
+        return check_url(url)
+    except ApiError as exc:
+        note = f" (redirected from {display_url(first)})" if first is not None else ""
+        raise MediaFailure(f"Caching failed: {exc.message}{note}", Kind.BAD_REQUEST) from None
+
+
+def _redirect_target(current: URL, location: str, first: URL) -> URL:
+    try:
+        target = str(current.join(URL(location)))
+    except (ValueError, TypeError):
+        raise MediaFailure(
+            f"Caching failed: {display_url(current)} sent an invalid redirect", Kind.MALFORMED
+        ) from None
+    return _checked(target, first)

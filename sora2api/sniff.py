@@ -65,3 +65,8 @@ def parse_data_url(url: str, param: str) -> bytes:
     if not data:
         raise BadRequestError(f"{param}: the data: URL is empty", param=param)
     return data
+
+
+def media_type(data: bytes) -> str | None:
+    """The image or video type the first bytes show (see image_type, video_type), else None."""
+    return image_type(data) or video_type(data)

@@ -48,6 +48,14 @@ Client = TestClient[web.Request, web.Application]
 MakeApp = Callable[..., Awaitable[Client]]
 MakeSettings = Callable[..., Awaitable[Settings]]
 SEEN: web.AppKey[list[str]] = web.AppKey("test.seen", list)
+# The cache checks every file's first bytes, so the fake remote's bodies start like real files.
+PNG_HEAD = b"\x89PNG\r\n\x1a\n"
+MP4_HEAD = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2"
+
+
+def _pattern(n: int) -> bytes:
+    """n bytes of a PNG-looking body."""
+    return (PNG_HEAD + bytes(i % 251 for i in range(n)))[:n]
 
 
 # --- the fake remote: one small app whose routes misbehave in every way the code must handle ---
@@ -56,6 +64,10 @@ SEEN: web.AppKey[list[str]] = web.AppKey("test.seen", list)
 async def _bytes(request: web.Request) -> web.Response:
     n = int(request.match_info["n"])
     return web.Response(body=bytes(i % 251 for i in range(n)), content_type="image/png")
+
+
+async def _png(request: web.Request) -> web.Response:
+    return web.Response(body=_pattern(int(request.match_info["n"])), content_type="image/png")
 
 
 async def _chunked(request: web.Request) -> web.StreamResponse:
@@ -77,7 +89,8 @@ async def _big(request: web.Request) -> web.StreamResponse:
     chunk = b"v" * (256 * 1024)  # written over and over, so the server allocates nothing per chunk
     resp = web.StreamResponse(headers={"Content-Type": "video/mp4", "Content-Length": str(n)})
     await resp.prepare(request)
-    for _ in range(n // len(chunk)):
+    await resp.write(MP4_HEAD + chunk[len(MP4_HEAD) :])
+    for _ in range(n // len(chunk) - 1):
         await resp.write(chunk)
     await resp.write_eof()
     return resp
@@ -88,7 +101,7 @@ async def _short(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Length": "1000"})
     resp.force_close()
     await resp.prepare(request)
-    await resp.write(b"s" * 500)
+    await resp.write(MP4_HEAD + b"s" * (500 - len(MP4_HEAD)))
     return resp
 
 
@@ -97,7 +110,7 @@ async def _drop(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse()
     resp.enable_chunked_encoding()
     await resp.prepare(request)
-    await resp.write(b"d" * 5000)
+    await resp.write(MP4_HEAD + b"d" * 5000)
     assert request.transport is not None
     request.transport.close()
     return resp
@@ -106,7 +119,7 @@ async def _drop(request: web.Request) -> web.StreamResponse:
 async def _stall(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Length": "1000"})
     await resp.prepare(request)
-    await resp.write(b"t" * 100)
+    await resp.write(MP4_HEAD + b"t" * 76)
     await asyncio.sleep(30)  # cancelled when the client hangs up (TestServer cancels handlers)
     return resp
 
@@ -139,6 +152,7 @@ def remote_app() -> web.Application:
     app = web.Application(middlewares=[_record])
     app[SEEN] = []
     app.router.add_get("/bytes/{n}", _bytes)
+    app.router.add_get("/png/{n}", _png)
     app.router.add_get("/chunked/{n}", _chunked)
     app.router.add_get("/big/{mb}", _big)
     app.router.add_get("/short", _short)
@@ -421,15 +435,18 @@ async def test_total_time_bound(
 
 @pytest.fixture
 async def cache(make_settings: MakeSettings, session: aiohttp.ClientSession) -> MediaCache:
-    settings = await make_settings(server={"public_url": "https://media.example/"})
+    # The fake remote listens on loopback; the guard's refusals are tested in test_media_integrity.
+    settings = await make_settings(
+        server={"public_url": "https://media.example/"}, security={"allow_private_urls": True}
+    )
     return MediaCache(settings, session)
 
 
 async def test_store_url_streams_to_a_random_name(cache: MediaCache, remote: TestServer) -> None:
-    cached = await cache.store_url(url(remote, "/bytes/1234"), ext="PNG")
+    cached = await cache.store_url(url(remote, "/png/1234"), ext="PNG")
     assert cached.name.endswith(".png") and len(cached.name) == 36
     assert cached.path == cache.dir / cached.name
-    assert cached.path.read_bytes() == bytes(i % 251 for i in range(1234))
+    assert cached.path.read_bytes() == _pattern(1234)
     assert (cached.size, cached.content_type) == (1234, "image/png")
     assert cache.url_for(cached.name) == f"https://media.example/tmp/{cached.name}"
     assert cache.resolve(cached.name) == cached.path
@@ -487,7 +504,7 @@ async def test_store_url_size_cap(cache: MediaCache, remote: TestServer) -> None
 async def test_store_url_upstream_status_and_bad_extension(
     cache: MediaCache, remote: TestServer
 ) -> None:
-    with pytest.raises(UpstreamError, match=r"Caching failed: HTTP 403 from .*/status/403$"):
+    with pytest.raises(UpstreamError, match=r"Caching failed: HTTP 403 from .*/status/403: nope$"):
         await cache.store_url(url(remote, "/status/403") + "?sig=abc", ext="mp4")
     with pytest.raises(BadRequestError, match=r"Unsupported media type \.html"):
         await cache.store_url(url(remote, "/bytes/10"), ext="html")
@@ -502,7 +519,7 @@ async def test_store_url_through_an_http_proxy(
 
     async def proxy(request: web.Request) -> web.Response:
         seen.append(str(request.url))
-        return web.Response(body=b"via-proxy")
+        return web.Response(body=MP4_HEAD + b"via-proxy")
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", proxy)
@@ -510,7 +527,7 @@ async def test_store_url_through_an_http_proxy(
     cached = await cache.store_url(
         "http://videos.invalid/v.mp4?sig=1", ext="mp4", proxy=url(server, "/").rstrip("/")
     )
-    assert cached.path.read_bytes() == b"via-proxy"
+    assert cached.path.read_bytes() == MP4_HEAD + b"via-proxy"
     assert seen == ["http://videos.invalid/v.mp4?sig=1"]
 
 
@@ -652,7 +669,7 @@ async def test_serve_media_full_range_and_head(
     client = await make_app()
     media = client.app[keys.MEDIA]
     assert isinstance(client.app[keys.GUARD], UrlGuard)
-    data = bytes(range(256)) * 40
+    data = MP4_HEAD + bytes(range(256)) * 40
     cached = await media.store_bytes(data, ext="mp4")
 
     resp = await client.get(f"/tmp/{cached.name}")
@@ -702,7 +719,7 @@ async def test_serve_media_hides_expired_files(
 ) -> None:
     client = await make_app(storage={"prune_interval": 3600})
     media = client.app[keys.MEDIA]
-    cached = await media.store_bytes(b"old", ext="png")
+    cached = await media.store_bytes(PNG_HEAD + b"old", ext="png")
     then = time.time() - 4000
     os.utime(cached.path, (then, then))
     assert (await client.get(f"/tmp/{cached.name}")).status == 404

@@ -99,6 +99,9 @@ async def test_every_kind_is_known_and_unknown_kinds_raise(fake: Sim) -> None:
         "slow_first_byte",
         "disconnect",
         "length_mismatch",
+        "json_error_200",
+        "empty_body_200",
+        "stall_body",
     }
     assert covered == set(FAULT_KINDS)
     with pytest.raises(ValueError):

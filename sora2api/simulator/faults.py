@@ -39,7 +39,16 @@ RESPONSE_KINDS = frozenset(
 # Need the connection itself: handled by the middleware around the handler.
 CONNECTION_KINDS = frozenset({"hang", "reset", "slow_first_byte"})
 # Only meaningful while streaming a file: applied by the media handlers, ignored elsewhere.
-MEDIA_KINDS = frozenset({"disconnect", "length_mismatch"})
+MEDIA_KINDS = frozenset(
+    {
+        "disconnect",
+        "length_mismatch",
+        # The media host answers 200 but the body is not the file (h4-media).
+        "json_error_200",
+        "empty_body_200",
+        "stall_body",
+    }
+)
 FAULT_KINDS = RESPONSE_KINDS | CONNECTION_KINDS | MEDIA_KINDS
 
 MAX_HANG_SECONDS = 600.0

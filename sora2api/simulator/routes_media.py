@@ -7,7 +7,7 @@ import asyncio
 from aiohttp import web
 
 from .common import state_of
-from .faults import expired_url_response
+from .faults import expired_url_response, json_response, wait_unless_gone
 from .keys import MEDIA_FAULT
 from .media import DEFAULT_MP4_BYTES, Mp4, RangeError, colour_for, parse_range, png
 from .records import Fault, MediaSpec
@@ -42,8 +42,13 @@ async def media(request: web.Request) -> web.StreamResponse:
     spec = state.media.get(key)
     if spec is None:
         return _not_found()
+    fault = request.get(MEDIA_FAULT)
+    if fault is not None and fault.kind in _NOT_THE_FILE:
+        return _not_the_file(fault, "video/mp4" if filename.endswith(".mp4") else "image/png")
     if filename in _PNG_NAMES:
         body = png(colour_for(f"{key}/{filename}"))
+        if fault is not None and fault.kind == "stall_body":
+            return await _stall(request, body, "image/png", float(fault.params.get("seconds", 600)))
         return web.Response(
             body=body, content_type="image/png", headers={"Cache-Control": "max-age=3600"}
         )
@@ -59,6 +64,9 @@ async def thirdparty_mp4(request: web.Request) -> web.StreamResponse:
     if post is None or post.deleted:
         return web.Response(status=404, text="Not Found")
     spec = state.media.get(post.generation_id) or MediaSpec(kind="mp4")
+    fault = request.get(MEDIA_FAULT)
+    if fault is not None and fault.kind in _NOT_THE_FILE:
+        return _not_the_file(fault, "video/mp4")
     return await stream_mp4(request, spec, f"{post.generation_id}/source.mp4")
 
 
@@ -84,6 +92,9 @@ async def stream_mp4(request: web.Request, spec: MediaSpec, seed: str) -> web.St
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{total}"
     resp.content_length = end - start
     fault = request.get(MEDIA_FAULT)
+    if fault is not None and fault.kind == "stall_body" and request.method != "HEAD":
+        head = mp4.header()[: end - start] if start == 0 else b""
+        return await _stall(request, head, "video/mp4", float(fault.params.get("seconds", 600)))
     stop = _stop_at(fault, start, end)
     if stop < end:
         # Without closing, a keep-alive client would wait forever for the missing bytes.
@@ -124,3 +135,40 @@ def _stop_at(fault: Fault | None, start: int, end: int) -> int:
     if fault.kind == "length_mismatch":
         return end - min(length, int(fault.params.get("missing", max(1, length // 4))))
     return end
+
+
+_NOT_THE_FILE = frozenset({"json_error_200", "empty_body_200"})
+
+
+def _not_the_file(fault: Fault, content_type: str) -> web.Response:
+    """A 200 whose body is not the file: a JSON error (as some CDNs send) or nothing at all.
+    The declared type stays the file's, as a misbehaving host would send it."""
+    p = fault.params
+    if fault.kind == "empty_body_200":
+        return web.Response(
+            status=200, body=b"", content_type=str(p.get("content_type", content_type))
+        )
+    message = str(p.get("message", "Blob storage is temporarily unavailable"))
+    resp = json_response({"error": {"message": message, "code": p.get("code", "unavailable")}})
+    resp.content_type = str(p.get("content_type", content_type))
+    return resp
+
+
+async def _stall(
+    request: web.Request, head: bytes, content_type: str, seconds: float
+) -> web.StreamResponse:
+    """Send the headers and the first bytes, then nothing until `seconds` pass or the client leaves;
+    the connection is then cut, so the promised length is never met."""
+    resp = web.StreamResponse(status=200)
+    resp.content_type = content_type
+    resp.content_length = len(head) + 1024 * 1024
+    resp.force_close()
+    await resp.prepare(request)
+    try:
+        await resp.write(head)
+    except ConnectionResetError:
+        return resp
+    await wait_unless_gone(request, seconds, state_of(request).closing)
+    if request.transport is not None:
+        request.transport.abort()
+    return resp
