@@ -13,6 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from sora2api import keys
 from sora2api.simulator import Account
+from sora2api.upstream.client import Page
+from sora2api.watcher import MAX_PAGES, _find, _timestamp, _Tracked
 
 from .conftest import KEY, Sim
 from .helpers import add_token, admin_headers, chat, final_result, read_sse, reasoning
@@ -316,3 +318,43 @@ async def test_a_changed_poll_interval_wakes_the_sleeping_watcher(
     async with asyncio.timeout(20):  # far less than the 60 s the watcher was told to sleep
         frames, _ = await job
     assert final_result(frames)["type"] == "video"
+
+
+# -- the paging rule itself (a pure function over pages) ----------------------------------------
+
+
+def _pages(count: int, *, newest: float, step: float) -> list[Page]:
+    """`count` pages of 10 drafts each, newest first, `step` seconds apart."""
+    pages = []
+    for p in range(count):
+        items = [
+            {"task_id": f"t{p * 10 + i}", "created_at": newest - (p * 10 + i) * step}
+            for i in range(10)
+        ]
+        pages.append(Page(items, f"c{p + 1}" if p + 1 < count else None))
+    return pages
+
+
+async def _read(pages: list[Page], wanted: list[str], since: float | None) -> tuple[set[str], int]:
+    reads: list[str | None] = []
+
+    async def fetch(cursor: str | None) -> Page:
+        reads.append(cursor)
+        return pages[0 if cursor is None else int(cursor[1:])]
+
+    tracked = [_Tracked(task_id, "video", since) for task_id in wanted]
+    return set(await _find(fetch, tracked, "task_id")), len(reads)
+
+
+async def test_paging_stops_when_found_at_the_end_or_past_the_oldest_job() -> None:
+    now = 1_800_000_000.0
+    pages = _pages(30, newest=now, step=60.0)  # 10 minutes of drafts per page
+    assert await _read(pages, ["t3"], now - 100) == ({"t3"}, 1)  # found on the first page
+    assert await _read(pages, ["t3", "t25"], now - 3000) == ({"t3", "t25"}, 3)
+    # Not there: stop once a page ends older than the oldest job (less the clock-skew margin).
+    assert await _read(pages, ["gone"], now - 1200) == (set(), 4)  # 4th page ends 39 min back
+    # No start time known: only the page bound stops it.
+    assert await _read(pages, ["gone"], None) == (set(), MAX_PAGES)
+    assert await _read(_pages(2, newest=now, step=1.0), ["gone"], None) == (set(), 2)
+    # ISO strings and milliseconds read as the same instant.
+    assert _timestamp("2027-01-15T08:00:00Z") == _timestamp(1_800_000_000_000) == now
