@@ -9,7 +9,7 @@ snapshot that is swapped whole on every change, so a request never sees half an 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -67,6 +67,12 @@ class Settings:
         self._store = store
         self._saved: dict[tuple[str, str], Any] = {}
         self.current = base
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after each change of `current`; returns the call that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     async def load(self) -> None:
         """Read stored overrides; a stored value the program no longer accepts is skipped, not fatal."""
@@ -92,6 +98,8 @@ class Settings:
                 continue
             changes.setdefault(section, {})[key] = value
         self.current = self._base.replace(**changes)
+        for listener in list(self._listeners):
+            listener()
 
     async def update(self, values: Mapping[str, Any]) -> list[str]:
         """Validate and save {"section.key": value}; all-or-nothing. Returns the keys changed."""

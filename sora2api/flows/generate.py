@@ -99,7 +99,7 @@ async def _poll(
     up = ctx.settings.current.upstream
     timeout = up.image_timeout if kind == "image" else up.video_timeout
     watcher = ctx.engine.watchers.for_token(lease.token_id)
-    queue = watcher.track(task_id, kind)
+    queue = watcher.track(task_id, kind, since=ctx.row.get("created_at"))
     await ctx.save_state(phase="poll", task_id=task_id, task_kind=kind)
     try:
         async with asyncio.timeout(timeout):
@@ -111,6 +111,11 @@ async def _poll(
                 if update.state == "failed":
                     assert update.failure is not None
                     raise update.failure
+                if update.state == "delayed":
+                    # The task goes on upstream; the stream says why no progress comes meanwhile.
+                    delay = {"task_id": task_id, "poll_delayed": True, "retry_in": update.retry_in}
+                    await ctx.emit(stage, "processing", update.message, None, delay)
+                    continue
                 pct = update.progress * 100
                 await ctx.progress(
                     stage,
@@ -119,8 +124,10 @@ async def _poll(
                     {"task_status": update.status, "task_id": task_id},
                 )
     except TimeoutError:
+        trouble = watcher.trouble
+        why = f"; status polling was failing: {trouble.describe()}" if trouble else ""
         raise UpstreamFailure(
-            Kind.TIMEOUT, f"generation exceeded the {timeout:g} s limit", endpoint="poll"
+            Kind.TIMEOUT, f"generation exceeded the {timeout:g} s limit{why}", endpoint="poll"
         ) from None
     finally:
         watcher.untrack(task_id)

@@ -105,7 +105,14 @@ def _envelope(
 
 
 def fault_response(fault: Fault, request: web.Request) -> web.Response:
-    """The canned response for one of RESPONSE_KINDS."""
+    """The canned response for one of RESPONSE_KINDS; param `retry_after` adds that header."""
+    response = _canned(fault, request)
+    if "retry_after" in fault.params:
+        response.headers["Retry-After"] = str(fault.params["retry_after"])
+    return response
+
+
+def _canned(fault: Fault, request: web.Request) -> web.Response:
     p = fault.params
     kind = fault.kind
     if kind == "401_invalidated":
