@@ -109,15 +109,15 @@ async def post(
 async def assert_consistent(client: TestClient) -> None:
     """The pool's in-memory rows are exactly what the database holds."""
     rows = await client.app[keys.STORE].fetchall("SELECT * FROM tokens ORDER BY id")
-    assert {t.id: dict(t.row) for t in client.app[keys.POOL].tokens()} == {
-        r["id"]: r for r in rows
-    }
+    assert {t.id: dict(t.row) for t in client.app[keys.POOL].tokens()} == {r["id"]: r for r in rows}
 
 
 async def wait_for(cond: Callable[[], bool]) -> None:
-    async with asyncio.timeout(BOUND):
-        while not cond():
-            await asyncio.sleep(0.02)
+    for _ in range(int(BOUND / 0.02)):
+        if cond():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"condition not met within {BOUND:g} s")
 
 
 async def generate_image(client: TestClient) -> tuple[int, dict[str, Any]]:
@@ -380,7 +380,9 @@ async def test_refresh_failure_with_a_valid_access_token_keeps_the_token_usable(
     tid = (await add(client, token=acc.access_token, rt=spent))["token"]["id"]
     pool = client.app[keys.POOL]
     await wait_for(
-        lambda: pool.state(tid).row.get("refresh_error") or pool.state(tid).row["status"] != "active"
+        lambda: (
+            pool.state(tid).row.get("refresh_error") or pool.state(tid).row["status"] != "active"
+        )
     )
     tok = await token_view(client, tid)
     assert tok["status"] == "active", tok["status_reason"]

@@ -123,6 +123,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE request_logs ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     """,
+    # 4: a failed refresh is recorded apart from the status: the token serves on while its
+    # access token lives (h3-tokens).
+    """
+    ALTER TABLE tokens ADD COLUMN refresh_error TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN refresh_error_at REAL;
+    UPDATE tokens SET refresh_error = status_reason, refresh_error_at = status_at
+        WHERE status_reason LIKE 'Refresh failed: %';
+    """,
 )
 
 CURRENT_VERSION = len(MIGRATIONS)
