@@ -312,7 +312,7 @@ class TokenManager:
         if disabled_reason:
             values.update(status="disabled", status_reason=disabled_reason, is_active=0)
         values.update(options)
-        change = readded(values, renewing=bool(st or rt))
+        change = readded(values, renewing=bool(st or rt), started=now)
         token_id, created = await self._upsert(email, at, change)
         log.info(
             "token %d %s: %s (AT %s, expires %s)",

@@ -172,13 +172,14 @@ def refresh_failed(old_at: str, reason: str, dead: Mapping[str, str], now: float
     return change
 
 
-def readded(values: Mapping[str, Any], *, renewing: bool) -> Change:
-    """The account was added again: what was given replaces what was stored. An admin's
-    disable stands (only the admin's enable lifts it); a new ST/RT clears an old refresh failure."""
+def readded(values: Mapping[str, Any], *, renewing: bool, started: float) -> Change:
+    """The account was added again (an add that began at `started`): what was given replaces
+    what was stored, and a new ST/RT clears an old refresh failure. An admin's disable made
+    while the add talked to the upstream stands; one made before it is overruled by the add."""
 
     def change(row: Row) -> dict[str, Any]:
         out = dict(values)
-        if _admin_held(row):
+        if _admin_held(row) and float(row.get("status_at") or 0) >= started:
             for col in ("status", "status_reason", "status_at", "is_active"):
                 out.pop(col, None)
         if renewing:

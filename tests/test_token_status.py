@@ -18,8 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from sora2api import keys
+from sora2api.config import PoolConfig
 from sora2api.simulator import SIM_STATE, Account, create_simulator
-from sora2api.upstream.errors import UpstreamFailure
+from sora2api.transitions import ADMIN_DISABLED, probed, reacted, refresh_failed, rejected
+from sora2api.upstream.errors import Kind, UpstreamFailure
 
 from .conftest import KEY, Sim
 from .helpers import admin_headers
@@ -229,6 +231,28 @@ async def test_admin_enable_during_a_failing_test_lets_the_verdict_land(
     # not "active" because the test started while it was disabled.
     assert body["ok"] is False and body["status"] == "invalid"
     assert (await token_view(client, tid))["status"] == "invalid"
+    await assert_consistent(client)
+
+
+async def test_admin_disable_during_a_readd_stays_and_one_before_it_is_overruled(
+    client: TestClient, sim: Sim, gate: Gate
+) -> None:
+    acc = sim.state.add_account()
+    tid = (await add(client, token=acc.access_token))["token"]["id"]
+    admin = await admin_headers(client)
+    held = gate.hold("GET", "/backend/me")
+    readd = asyncio.create_task(
+        client.post("/api/tokens", json={"token": acc.access_token}, headers=KEY)
+    )
+    await held.reached()
+    await post(client, f"/api/tokens/{tid}/disable", admin)
+    held.release.set()
+    body = await (await asyncio.wait_for(readd, BOUND)).json()
+    assert body["result"] == "updated" and body["token"]["status"] == "disabled"
+    assert (await token_view(client, tid))["status_reason"] == "disabled by admin"
+    # Re-adding the account after the disable is the newer decision: it is active again.
+    again = await add(client, status=200, token=sim.state.mint_access_token(acc))
+    assert again["token"]["status"] == "active"
     await assert_consistent(client)
 
 
@@ -455,3 +479,49 @@ async def test_a_failed_refresh_counts_once_the_access_token_really_expires(
     assert tok["status_reason"].endswith("add a fresh one")
     status, body = await generate_image(client)
     assert status == 503 and "1 expired" in body["error"]["message"]
+
+
+# -- the rules themselves (pure functions) -----------------------------------------------------------
+
+
+def _row(**values: Any) -> dict[str, Any]:
+    return {
+        "access_token": "at-1",
+        "status": "active",
+        "status_reason": "",
+        "refresh_token": "rt-1",
+        "session_token": None,
+        "at_expires": 2000.0,
+        **values,
+    }
+
+
+def test_refresh_failed_drops_only_the_credentials_it_proved_dead() -> None:
+    change = refresh_failed("at-1", "Refresh failed: x", {"refresh_token": "rt-1"}, 1000.0)
+    assert change(_row())["refresh_token"] is None
+    assert "refresh_token" not in change(_row(refresh_token="rt-2"))  # re-added meanwhile
+    assert "status" not in change(_row())  # the access token lives until 2000
+    lapsed = change(_row(at_expires=900.0))
+    assert lapsed["status"] == "expired" and lapsed["status_reason"] == "Refresh failed: x"
+    assert "status" not in change(_row(at_expires=900.0, status="disabled"))
+
+
+def test_verdicts_respect_the_current_row() -> None:
+    verdict = rejected("at-1", Kind.TOKEN_INVALID, "401", 1.0)
+    assert verdict(_row())["status"] == "invalid"
+    assert verdict(_row(access_token="at-2")) == {}
+    assert "status" not in verdict(_row(status="disabled", status_reason=ADMIN_DISABLED))
+    ok = probed("at-1", {"quota_remaining": 3}, 1.0)
+    assert ok(_row(status="invalid"))["status"] == "active"
+    assert "status" not in ok(_row(status="disabled", status_reason=ADMIN_DISABLED))
+    assert "status" not in ok(_row(status="invalid", access_token="at-2"))
+
+
+def test_the_error_ban_never_applies_to_a_token_that_is_not_active() -> None:
+    cfg = PoolConfig(error_ban_threshold=1)
+    ban = reacted(UpstreamFailure(Kind.SERVER, "boom", status=500), cfg, 1.0)
+    assert ban(_row())["status"] == "disabled"
+    assert "status" not in ban(_row(status="invalid"))
+    for kind in (Kind.RATE_LIMITED, Kind.HEAVY_LOAD, Kind.CLOUDFLARE):
+        values = reacted(UpstreamFailure(kind, "slow down", status=429), cfg, 1.0)(_row())
+        assert "status" not in values and values["cooldown_until"] > 1.0
