@@ -346,12 +346,15 @@ class TokenPool:
         with suppress(NotFoundError):  # deleted meanwhile
             await self.transition(token_id, succeeded(kind, time.time()))
 
-    async def report_failure(self, token_id: int, failure: UpstreamFailure) -> None:
-        """Apply the one reaction of the failure's class to the token."""
+    async def report_failure(
+        self, token_id: int, failure: UpstreamFailure, access_token: str | None = None
+    ) -> None:
+        """Apply the one reaction of the failure's class to the token. Give the access token the
+        call used when known: a 401 on one a refresh has replaced meanwhile then changes nothing."""
         if failure.token_reaction is None:
             return
         log.info("token %d: %s -> %s", token_id, failure.kind.value, failure.token_reaction)
-        change = reacted(failure, self._settings.current.pool, time.time())
+        change = reacted(failure, self._settings.current.pool, time.time(), access_token)
         with suppress(NotFoundError):
             await self.transition(token_id, change)
 

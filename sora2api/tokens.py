@@ -649,11 +649,12 @@ class TokenManager:
     async def refresh_quota(self, token_id: int) -> dict[str, Any]:
         """nf/check for one token; the job engine calls it after each video."""
         row = dict(self._row(token_id))
+        at = str(row["access_token"])
         try:
-            info = await self._client.nf_check(str(row["access_token"]), row.get("proxy") or None)
+            info = await self._client.nf_check(at, row.get("proxy") or None)
         except UpstreamFailure as f:
             if f.kind in _CREDENTIAL_KINDS:
-                await self._pool.report_failure(token_id, f)
+                await self._pool.report_failure(token_id, f, at)
             log.info("token %d: quota check failed: %s", token_id, f.describe())
             return {"id": token_id, "ok": False, "reason": f"nf/check: {reason_of(f)}"}
         values = quota_values(info, time.time())

@@ -189,8 +189,9 @@ def readded(values: Mapping[str, Any], *, renewing: bool, started: float) -> Cha
     return change
 
 
-def reacted(failure: UpstreamFailure, cfg: PoolConfig, now: float) -> Change:
-    """The one reaction of a classified failure of a call made with the token."""
+def reacted(failure: UpstreamFailure, cfg: PoolConfig, now: float, at: str | None = None) -> Change:
+    """The one reaction of a classified failure of a call made with the token (with access
+    token `at` when the caller knows it: a verdict on a replaced one is then ignored)."""
     reaction = failure.token_reaction
     text = failure.describe()[:500]
 
@@ -198,7 +199,10 @@ def reacted(failure: UpstreamFailure, cfg: PoolConfig, now: float) -> Change:
         values: dict[str, Any] = {"last_error": text, "last_error_at": now, "last_used_at": now}
         if reaction in ("invalidate", "expire"):
             kind = Kind.TOKEN_EXPIRED if reaction == "expire" else Kind.TOKEN_INVALID
-            values.update(rejected(None, kind, text, now)(row))
+            verdict = rejected(at, kind, text, now)(row)
+            if not verdict:
+                return {}
+            values.update(verdict)
         elif reaction == "cooldown":
             level = int(row.get("cooldown_level") or 0)
             wait = failure.retry_after or min(cfg.cooldown_base * (2**level), cfg.cooldown_max)

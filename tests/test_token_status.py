@@ -11,6 +11,7 @@ import fnmatch
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from sora2api import keys
 from sora2api.config import PoolConfig
 from sora2api.simulator import SIM_STATE, Account, create_simulator
+from sora2api.store import Store
+from sora2api.store.migrations import MIGRATIONS
 from sora2api.transitions import ADMIN_DISABLED, probed, reacted, refresh_failed, rejected
 from sora2api.upstream.errors import Kind, UpstreamFailure
 
@@ -277,6 +280,23 @@ async def test_a_verdict_on_a_replaced_access_token_is_ignored(
     await assert_consistent(client)
 
 
+async def test_a_401_on_a_replaced_access_token_after_a_video_changes_nothing(
+    client: TestClient, sim: Sim, gate: Gate
+) -> None:
+    acc = sim.state.add_account()
+    tid = (await add(client, token=acc.access_token))["token"]["id"]
+    sim.state.invalidate(acc)
+    # The job engine re-reads the quota after a video, with the access token it had then.
+    held = gate.hold("GET", "/backend/nf/check")
+    quota = asyncio.create_task(client.app[keys.TOKENS].refresh_quota(tid))
+    await held.reached()
+    await add(client, status=200, token=sim.state.mint_access_token(acc))
+    held.release.set()
+    assert (await asyncio.wait_for(quota, BOUND))["ok"] is False
+    assert (await token_view(client, tid))["status"] == "active"
+    await assert_consistent(client)
+
+
 async def test_a_cooldown_set_while_reload_awaits_is_kept(client: TestClient, sim: Sim) -> None:
     acc = sim.state.add_account()
     tid = (await add(client, token=acc.access_token))["token"]["id"]
@@ -479,6 +499,44 @@ async def test_a_failed_refresh_counts_once_the_access_token_really_expires(
     assert tok["status_reason"].endswith("add a fresh one")
     status, body = await generate_image(client)
     assert status == 503 and "1 expired" in body["error"]["message"]
+
+
+async def test_migration_revives_tokens_an_old_refresh_failure_killed(tmp_path: Path) -> None:
+    mine = next(i for i, sql in enumerate(MIGRATIONS) if "refresh_error" in sql)
+    path = tmp_path / "old.db"
+    old = await Store.open(path, migrations=MIGRATIONS[:mine])
+    reason = "Refresh failed: refresh token: invalid_grant"
+    for email, expires in (("live@x", time.time() + 3600), ("dead@x", time.time() - 60)):
+        await old.insert(
+            "tokens",
+            {
+                "email": email,
+                "access_token": "at-" + email,
+                "created_at": 1.0,
+                "at_expires": expires,
+                "status": "expired",
+                "status_reason": reason,
+                "status_at": 5.0,
+            },
+        )
+    await old.close()
+    store = await Store.open(path)
+    try:
+        rows = {
+            r["email"]: r
+            for r in await store.fetchall(
+                "SELECT email, status, refresh_error, refresh_error_at FROM tokens"
+            )
+        }
+    finally:
+        await store.close()
+    assert rows["live@x"] == {
+        "email": "live@x",
+        "status": "active",
+        "refresh_error": reason,
+        "refresh_error_at": 5.0,
+    }
+    assert rows["dead@x"]["status"] == "expired" and rows["dead@x"]["refresh_error"] == reason
 
 
 # -- the rules themselves (pure functions) -----------------------------------------------------------

@@ -130,6 +130,10 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tokens ADD COLUMN refresh_error_at REAL;
     UPDATE tokens SET refresh_error = status_reason, refresh_error_at = status_at
         WHERE status_reason LIKE 'Refresh failed: %';
+    UPDATE tokens
+        SET status = 'active', status_reason = '', status_at = CAST(strftime('%s', 'now') AS REAL)
+        WHERE status = 'expired' AND status_reason LIKE 'Refresh failed: %'
+        AND at_expires > CAST(strftime('%s', 'now') AS REAL);
     """,
 )
 
