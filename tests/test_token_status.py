@@ -340,6 +340,22 @@ async def test_concurrent_counters_cooldowns_and_readds_lose_nothing(
     await assert_consistent(client)
 
 
+async def test_a_cancelled_caller_leaves_memory_and_database_together(
+    client: TestClient, sim: Sim
+) -> None:
+    acc = sim.state.add_account()
+    tid = (await add(client, token=acc.access_token))["token"]["id"]
+    pool = client.app[keys.POOL]
+    job = asyncio.create_task(pool.report_success(tid, "video"))
+    await asyncio.sleep(0)  # the write has begun
+    job.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await job
+    await pool.transition(tid, lambda _row: {})  # runs once the cancelled caller's write is done
+    assert pool.state(tid).row["video_count"] == 1
+    await assert_consistent(client)
+
+
 async def test_status_columns_have_one_writer(client: TestClient, sim: Sim) -> None:
     acc = sim.state.add_account()
     tid = (await add(client, token=acc.access_token))["token"]["id"]
