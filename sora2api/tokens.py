@@ -521,11 +521,13 @@ class TokenManager:
     # -- refreshing --------------------------------------------------------------------------
 
     async def refresh(self, token_id: int) -> dict[str, Any]:
-        """New AT from the ST (first) or the RT; a failure marks the token expired with the reason."""
+        """New AT from the ST (first) or the RT; a failure is recorded on the token with the reason
+        (and marks it expired only once its access token has lapsed)."""
         row = self._row(token_id)
         if not (row.get("session_token") or row.get("refresh_token")):
+            last = f" ({row['refresh_error']})" if row.get("refresh_error") else ""
             raise BadRequestError(
-                f"Token {token_id} has no session token or refresh token to refresh with; "
+                f"Token {token_id} has no session token or refresh token to refresh with{last}; "
                 "add one with POST /api/tokens",
                 code="no_refresh_credential",
             )

@@ -507,6 +507,10 @@ async def test_a_failed_refresh_counts_once_the_access_token_really_expires(
     tok = await token_view(client, tid)
     assert tok["status"] == "active" and "Session expired or invalid" in tok["refresh_error"]
     assert tok["has_session_token"] is False
+    again = await post(client, f"/api/tokens/{tid}/refresh", admin, status=400)
+    assert again["error"]["code"] == "no_refresh_credential"
+    assert "Session expired or invalid" in again["error"]["message"]
+    assert len(sim.state.calls("GET", "/api/auth/session")) == 1
     # When the access token's own expiry passes, the listing says so and why it was not renewed.
     await client.app[keys.POOL].update_row(tid, {"at_expires": time.time() - 1})
     tok = await token_view(client, tid)
