@@ -365,7 +365,7 @@ async def test_status_columns_have_one_writer(client: TestClient, sim: Sim) -> N
 
 # -- a 429, heavy load or Cloudflare never leaves a token disabled or invalid ---------------------------
 
-TRANSIENT = ("429", "heavy_load", "403_cloudflare")
+TRANSIENT = ("429", "429_concurrency", "heavy_load", "heavy_load_503", "403_cloudflare")
 
 
 @pytest.mark.parametrize("fault", TRANSIENT)
