@@ -123,6 +123,18 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE request_logs ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     """,
+    # 4: a failed refresh is recorded apart from the status: the token serves on while its
+    # access token lives (h3-tokens).
+    """
+    ALTER TABLE tokens ADD COLUMN refresh_error TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN refresh_error_at REAL;
+    UPDATE tokens SET refresh_error = status_reason, refresh_error_at = status_at
+        WHERE status_reason LIKE 'Refresh failed: %';
+    UPDATE tokens
+        SET status = 'active', status_reason = '', status_at = CAST(strftime('%s', 'now') AS REAL)
+        WHERE status = 'expired' AND status_reason LIKE 'Refresh failed: %'
+        AND at_expires > CAST(strftime('%s', 'now') AS REAL);
+    """,
 )
 
 CURRENT_VERSION = len(MIGRATIONS)
