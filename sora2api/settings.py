@@ -55,8 +55,28 @@ EDITABLE: dict[str, tuple[str, ...]] = {
 }
 # Secret-valued settings are shown masked.
 SECRET_FIELDS = {("generation", "watermark_custom_token")}
+# URL-valued settings: a password in them (user:password@host) is masked.
+_URL_FIELDS = {
+    ("server", "public_url"),
+    ("upstream", "proxy"),
+    ("upstream", "third_party_url"),
+    ("generation", "watermark_custom_url"),
+}
 
 _PREFIX = "cfg."
+
+
+def shown_value(section: str, key: str, value: Any) -> Any:
+    """A setting's value as any answer or log may show it: secrets through the one mask."""
+    # Late: auth and credentials import this module. mask() is the one way a secret is shown.
+    from .auth import mask
+    from .credentials import mask_proxy
+
+    if (section, key) in SECRET_FIELDS:
+        return mask(value)
+    if (section, key) in _URL_FIELDS:
+        return mask_proxy(value)
+    return value
 
 
 class Settings:
@@ -117,7 +137,7 @@ class Settings:
             try:
                 parsed[(section, key)] = coerce(section, key, value, "setting")
             except ConfigError as exc:
-                raise BadRequestError(str(exc).replace("setting: ", ""), param=dotted) from None
+                raise BadRequestError(str(exc), param=dotted) from None
         for (section, key), value in parsed.items():
             await self._store.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
@@ -130,10 +150,6 @@ class Settings:
 
     def describe(self) -> list[dict[str, Any]]:
         """Every editable field with its effective value and where that value comes from."""
-        # Late: auth and credentials import this module. mask() is the one way a secret is shown.
-        from .auth import mask
-        from .credentials import mask_proxy
-
         out: list[dict[str, Any]] = []
         for section, keys in EDITABLE.items():
             types = field_types(section)
@@ -145,23 +161,21 @@ class Settings:
                     source = "panel"
                 else:
                     source = "config"
-                secret = (section, key) in SECRET_FIELDS
-                shown = mask(value) if secret else value
-                if (section, key) == ("upstream", "proxy"):
-                    # A proxy with a password is shown masked (and edited like a secret).
-                    shown = mask_proxy(value)
-                    secret = shown != value
+                shown = shown_value(section, key, value)
                 out.append(
                     {
                         "key": f"{section}.{key}",
+                        # The effective value: the environment's, the panel's or the file's.
                         "value": shown,
                         "type": {bool: "bool", int: "int", float: "float", str: "str"}[types[key]],
                         "source": source,
                         "locked": source == "env",
-                        "file_value": None
-                        if secret
-                        else getattr(getattr(self._base, section), key),
-                        "secret": secret,
+                        # config.toml's value goes through the same mask as the effective one.
+                        "file_value": shown_value(
+                            section, key, getattr(getattr(self._base, section), key)
+                        ),
+                        # Edited like a password: the panel never receives the value to send back.
+                        "secret": (section, key) in SECRET_FIELDS or shown != value,
                         "choices": choices(section, key),
                     }
                 )
