@@ -95,6 +95,17 @@ async def test_control_characters_in_st2at_and_rt2at_are_400(
     assert len(ready.app[keys.POOL].tokens()) == 1  # nothing stored is lost or added
 
 
+async def test_control_characters_in_an_import_are_item_errors(ready: TestClient, sim: Sim) -> None:
+    headers = await admin_headers(ready)
+    body = [{"session_token": "st\r\nx"}, {"refresh_token": "rt\ny"}, {"access_token": "a\x00b"}]
+    resp = await ready.post("/api/tokens/import", json=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    results = (await resp.json())["results"]
+    assert [r["result"] for r in results] == ["error"] * 3
+    assert all("control character" in r["message"] for r in results), results
+    _assert_nothing_sent(sim)
+
+
 @pytest.mark.parametrize("model", ["sora-video-landscape-10s", "sora-image"])
 async def test_chat_prompt_over_10000_characters_is_400(
     ready: TestClient, sim: Sim, model: str
