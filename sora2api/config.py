@@ -415,7 +415,23 @@ def build_config(
         values[section][key] = coerce(section, key, raw, f"environment {var}")
         overrides.add((section, key))
     built = {name: SECTIONS[name](**vals) for name, vals in values.items()}
-    return Config(**built, base_dir=base_dir, env_overrides=frozenset(overrides))
+    config = Config(**built, base_dir=base_dir, env_overrides=frozenset(overrides))
+    problem = check_relations(config)
+    if problem is not None:
+        raise ConfigError(f"{source}: [{problem[0]}] {problem[1]} {problem[2]}")
+    return config
+
+
+def check_relations(config: Config) -> tuple[str, str, str] | None:
+    """A rule between two fields that `config` breaks, as (section, key, why), else None."""
+    pool = config.pool
+    if pool.cooldown_max < pool.cooldown_base:
+        return (
+            "pool",
+            "cooldown_max",
+            f"must be at least cooldown_base ({pool.cooldown_base:g}), got {pool.cooldown_max:g}",
+        )
+    return None
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .config import Config, ConfigError, choices, coerce, field_types
+from .config import Config, ConfigError, check_relations, choices, coerce, field_types
 from .errors import BadRequestError
 from .store import Store
 
@@ -138,6 +138,13 @@ class Settings:
                 parsed[(section, key)] = coerce(section, key, value, "setting")
             except ConfigError as exc:
                 raise BadRequestError(str(exc), param=dotted) from None
+        changes: dict[str, dict[str, Any]] = {}
+        for (section, key), value in parsed.items():
+            changes.setdefault(section, {})[key] = value
+        problem = check_relations(self.current.replace(**changes))
+        if problem is not None:
+            section, key, why = problem
+            raise BadRequestError(f"{section}.{key} {why}", param=f"{section}.{key}")
         for (section, key), value in parsed.items():
             await self._store.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "

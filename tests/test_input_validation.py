@@ -257,6 +257,21 @@ async def test_settings_in_range_are_saved(client: TestClient, key: str, value: 
     assert getattr(getattr(client.app[keys.SETTINGS].current, section), name) == value
 
 
+async def test_cooldown_max_below_cooldown_base_is_400(client: TestClient) -> None:
+    headers = await admin_headers(client)
+    resp = await client.put(
+        "/api/admin/settings", json={"values": {"pool.cooldown_base": 600}}, headers=headers
+    )
+    assert resp.status == 200, await resp.text()
+    resp = await client.put(
+        "/api/admin/settings", json={"values": {"pool.cooldown_max": 300}}, headers=headers
+    )
+    assert resp.status == 400
+    err = _envelope(await resp.json())
+    assert err["param"] == "pool.cooldown_max" and "cooldown_base (600)" in err["message"]
+    assert client.app[keys.SETTINGS].current.pool.cooldown_max == 3600
+
+
 def test_config_file_values_are_held_to_the_same_ranges(tmp_path: Any) -> None:
     from sora2api.config import ConfigError, build_config
 
