@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -332,7 +333,11 @@ def coerce(section: str, key: str, value: Any, where: str) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif expected is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        if ok:
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond any float (TOML integers are unbounded)
+                value = math.inf
     else:
         ok = isinstance(value, str)
     if not ok:

@@ -128,12 +128,6 @@ class Settings:
                     f"SORA2API_{section.upper()}_{key.upper()} and cannot be changed here",
                     param=dotted,
                 )
-            if (
-                field_types(section)[key] is float
-                and isinstance(value, int)
-                and not isinstance(value, bool)
-            ):
-                value = float(value)
             try:
                 parsed[(section, key)] = coerce(section, key, value, "setting")
             except ConfigError as exc:

@@ -279,6 +279,8 @@ def test_config_file_values_are_held_to_the_same_ranges(tmp_path: Any) -> None:
         build_config({"upstream": {"poll_interval": 0}}, source="config.toml")
     with pytest.raises(ConfigError, match=r"\[server\] public_url"):
         build_config({"server": {"public_url": "javascript:alert(1)//"}}, source="config.toml")
+    with pytest.raises(ConfigError, match=r"\[upstream\] video_timeout must be from 1 to"):
+        build_config({"upstream": {"video_timeout": 10**400}}, source="config.toml")
     with pytest.raises(ConfigError, match=r"SORA2API_UPSTREAM_PROXY"):
         build_config({}, source="config.toml", env={"SORA2API_UPSTREAM_PROXY": "http://"})
 
