@@ -14,7 +14,15 @@ from typing import Any
 
 import orjson
 
-from .config import Config, ConfigError, check_relations, choices, coerce, field_types
+from .config import (
+    RANGES,
+    Config,
+    ConfigError,
+    check_relations,
+    choices,
+    coerce,
+    field_types,
+)
 from .errors import BadRequestError
 from .store import Store
 
@@ -178,6 +186,8 @@ class Settings:
                         # Edited like a password: the panel never receives the value to send back.
                         "secret": (section, key) in SECRET_FIELDS or shown != value,
                         "choices": choices(section, key),
+                        # [min, max] of a number (the panel's input bounds), else None.
+                        "range": list(RANGES[(section, key)]) if (section, key) in RANGES else None,
                     }
                 )
         return out

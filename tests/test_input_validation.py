@@ -218,6 +218,8 @@ async def test_settings_range_message_names_the_bounds(
 
     lo, hi = RANGES[tuple(key.split("."))]  # type: ignore[index]
     headers = await admin_headers(client)
+    rows = (await (await client.get("/api/admin/settings", headers=headers)).json())["settings"]
+    assert next(r for r in rows if r["key"] == key)["range"] == [lo, hi]
     resp = await client.put("/api/admin/settings", json={"values": {key: value}}, headers=headers)
     message = _envelope(await resp.json())["message"]
     assert f"from {lo:g} to {hi:g}" in message, message
