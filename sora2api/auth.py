@@ -153,6 +153,10 @@ class Auth:
                 "default": cfg.admin_password == DEFAULT_PASSWORD,
             }
             await self._settings.set_value(_PW_KEY, pw)
+        elif "file" in pw:
+            # Older releases kept an unsalted sha256 of the file's password: a shortcut past scrypt.
+            pw = {k: v for k, v in pw.items() if k != "file"}
+            await self._settings.set_value(_PW_KEY, pw)
         self._pw = pw
         self.admin_username = pw["username"]
         self.password_is_default = bool(pw.get("default"))

@@ -15,7 +15,6 @@ from typing import Any
 import orjson
 
 from .config import (
-    RANGES,
     Config,
     ConfigError,
     check_relations,
@@ -23,6 +22,7 @@ from .config import (
     coerce,
     field_types,
 )
+from .config_rules import RANGES
 from .errors import BadRequestError
 from .store import Store
 

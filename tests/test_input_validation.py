@@ -214,7 +214,7 @@ async def test_settings_out_of_range_are_400_naming_key_and_range(
 async def test_settings_range_message_names_the_bounds(
     client: TestClient, key: str, value: Any
 ) -> None:
-    from sora2api.config import RANGES
+    from sora2api.config_rules import RANGES
 
     lo, hi = RANGES[tuple(key.split("."))]  # type: ignore[index]
     headers = await admin_headers(client)
@@ -226,7 +226,8 @@ async def test_settings_range_message_names_the_bounds(
 
 
 async def test_every_setting_has_a_range_or_a_format() -> None:
-    from sora2api.config import RANGES, SECTIONS, check_format, field_types
+    from sora2api.config import SECTIONS, check_format, field_types
+    from sora2api.config_rules import RANGES
 
     for section in SECTIONS:
         for key, kind in field_types(section).items():

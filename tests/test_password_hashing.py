@@ -70,11 +70,20 @@ async def test_a_legacy_hash_is_upgraded_at_the_next_successful_login(
     # A record as the previous release stored it: scrypt N=2^14, no cost fields.
     salt = bytes(range(16))
     legacy = hashlib.scrypt(PASSWORD.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32).hex()
+    fingerprint = hashlib.sha256(f"admin\0{PASSWORD}".encode()).hexdigest()
     await settings.set_value(
         "admin.password",
-        {"username": "admin", "salt": salt.hex(), "hash": legacy, "changed": True},
+        {
+            "username": "admin",
+            "salt": salt.hex(),
+            "hash": legacy,
+            "changed": False,
+            "file": fingerprint,
+            "default": False,
+        },
     )
-    await client.app[keys.AUTH].load()
+    await client.app[keys.AUTH].load()  # what a restart does
+    assert "file" not in await _stored(client)  # the fast fingerprint is dropped at start-up
     monkeypatch.setattr(auth, "hash_cost", auth.OWASP_COST)
 
     wrong = await client.post("/api/login", json={"username": "admin", "password": "nope-nope"})
@@ -85,7 +94,7 @@ async def test_a_legacy_hash_is_upgraded_at_the_next_successful_login(
     assert resp.status == 200, await resp.text()
     record = await _stored(client)
     assert (record["n"], record["r"], record["p"]) == (2**17, 8, 1)
-    assert record["hash"] != legacy and record["changed"] is True
+    assert record["hash"] != legacy and record["changed"] is False
     # The upgraded hash still opens the panel, after a restart too.
     again = await make_client(auth={"admin_password": PASSWORD})
     resp = await again.post("/api/login", json={"username": "admin", "password": PASSWORD})
