@@ -357,3 +357,17 @@ async def test_settings_mask_environment_values(
     }
     assert rows["upstream.proxy"]["source"] == "env" and rows["upstream.proxy"]["locked"]
     assert "proxy3.example:1080" in rows["upstream.proxy"]["value"]
+
+
+async def test_a_stored_value_now_out_of_range_is_skipped_at_start(
+    make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await make_client()
+    settings = client.app[keys.SETTINGS]
+    # Saved by an older release that accepted it.
+    await settings.set_value("cfg.upstream.poll_interval", 0)
+    await settings.set_value("cfg.storage.media_ttl", 600)
+    await settings.load()
+    assert settings.current.upstream.poll_interval == 0.05  # config.toml's, not 0
+    assert settings.current.storage.media_ttl == 600
+    assert "ignoring stored setting upstream.poll_interval" in caplog.text
