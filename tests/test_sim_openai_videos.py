@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
+import socket
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -277,3 +282,36 @@ async def test_lenient_reader_variants(gw: Gateway) -> None:
     assert status == 404 and body["error"]["type"] == "invalid_request_error"
     status, body = await _raw(gw, "/v1/videos", other.key)
     assert body["code"] == "success" and body["data"]["data"] == []
+
+
+async def test_cli_seeds_provider_keys() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sora2api.simulator", "--port", str(port), "--accounts", "0",
+        "--provider-keys", "1", "--provider-key", "openai=sk-demo-gateway-1",
+        cwd=Path(__file__).resolve().parent.parent, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        async with asyncio.timeout(20):
+            while not any("Running on" in line for line in lines):
+                line = (await proc.stdout.readline()).decode()
+                assert line, "".join(lines)
+                lines.append(line)
+        keys = [line for line in lines if " key " in line]
+        assert [line.split()[0] for line in keys] == ["openai", "openai", "seedance", "gemini"]
+        assert f"SDK base_url http://127.0.0.1:{port}/api/v3" in keys[2]
+        base = f"http://127.0.0.1:{port}/v1"
+        async with AsyncOpenAI(api_key="sk-demo-gateway-1", base_url=base, max_retries=0) as c:
+            assert (await c.videos.create(prompt="demo")).status == "queued"
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(10):
+            assert await proc.wait() == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
