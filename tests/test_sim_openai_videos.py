@@ -20,6 +20,7 @@ from openai import AsyncOpenAI
 from sora2api.simulator import SIM_STATE, SimState, create_simulator, png
 from sora2api.simulator.providers import PROVIDER_STATE, ProviderAccount, ProviderState
 
+ROOT = Path(__file__).resolve().parent.parent
 # client.videos is deprecated in openai-python 3.x (the Sora API shutdown notice); gateways live on.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -291,7 +292,7 @@ async def test_cli_seeds_provider_keys() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "sora2api.simulator", "--port", str(port), "--accounts", "0",
         "--provider-keys", "1", "--provider-key", "openai=sk-demo-gateway-1",
-        cwd=Path(__file__).resolve().parent.parent, stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None

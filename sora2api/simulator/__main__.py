@@ -71,10 +71,9 @@ def main(argv: list[str] | None = None) -> None:
     for provider in _SDK_BASE:
         for _ in range(args.provider_keys):
             providers.add_account(provider)
-    for account in providers.accounts.values():
+    for key in providers.accounts.values():
         print(
-            f"{account.provider} key {account.name}: {account.key}"
-            f"  (SDK base_url {base}{_SDK_BASE[account.provider]})"
+            f"{key.provider} key {key.name}: {key.key}  (SDK base_url {base}{_SDK_BASE[key.provider]})"
         )
     print(
         f"control API: {base}/_sim/  (accounts, faults, scenario, journal, settings, reset;"
