@@ -244,3 +244,22 @@ async def test_faults_raise_the_sdk_error_classes(ark: Ark) -> None:
         await tasks.get(task_id=created.id)
     with pytest.raises(AssertionError, match="unknown seedance error 'Nope'"):
         await ark.control("/_sim/providers/faults", {"provider": "seedance", "error": "Nope"})
+
+
+async def test_vanish_and_reset(ark: Ark) -> None:
+    await ark.control("/_sim/scenario", {"outcome": "vanish", "email": "ark1"})
+    tasks = ark.client.content_generation.tasks
+    gone = await tasks.create(model=MODEL, content=_text())
+    assert (await tasks.get(task_id=gone.id)).status == "queued"
+    ark.finish()
+    with pytest.raises(ArkNotFoundError):
+        await tasks.get(task_id=gone.id)
+    kept = await tasks.create(model=MODEL, content=_text())
+    # The shared reset starts the providers over too; keep_accounts keeps their keys.
+    await ark.control("/_sim/reset", {"keep_accounts": True})
+    assert ark.ps.tasks == {} and ark.sim.journal == []
+    with pytest.raises(ArkNotFoundError):
+        await tasks.get(task_id=kept.id)
+    await ark.control("/_sim/reset", {})
+    with pytest.raises(ArkAuthenticationError):
+        await tasks.get(task_id=kept.id)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from ..common import state_of
 from ..faults import json_response
-from ..routes_control import _bad, _body
 from . import gemini, openai_videos, seedance
 from .state import PROVIDERS, ProviderAccount, providers_of
 
@@ -19,6 +19,22 @@ FAULT_PATHS = {
     "seedance": seedance.BASE + "*",
     "gemini": "/v1*/interactions*",
 }
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    # Not routes_control's helper: that module imports this package (POST /_sim/reset).
+    raw = await request.read()
+    try:
+        data = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise web.HTTPBadRequest(text=f"invalid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise web.HTTPBadRequest(text="expected a JSON object")
+    return data
+
+
+def _bad(exc: Exception) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=str(exc))
 
 
 def _describe(account: ProviderAccount) -> dict[str, Any]:

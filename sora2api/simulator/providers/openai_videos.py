@@ -261,10 +261,7 @@ async def create(request: web.Request) -> web.Response:
 def _task(request: web.Request, account: ProviderAccount) -> ProviderTask:
     video_id = request.match_info["video_id"]
     task = providers_of(request).owned(P, video_id, account)
-    if task is None or (
-        task.core.scenario.outcome == "vanish"
-        and providers_of(request).phase(task).status == "done"
-    ):
+    if task is None:
         raise _fail(
             request, 404, f"Video with id '{video_id}' not found.", "video_not_found", "video_id"
         )
