@@ -54,7 +54,8 @@ class Omni:
 
 @pytest.fixture
 async def omni(aiohttp_server: Any) -> AsyncIterator[Omni]:
-    app = create_simulator(time_scale=0.01, seed=5)
+    # Real-time scale: every state change below comes from advancing the clock, never waiting.
+    app = create_simulator(time_scale=1.0, seed=5)
     server = await aiohttp_server(app)
     ps = app[PROVIDER_STATE]
     account = ps.add_account("gemini", name="g1")

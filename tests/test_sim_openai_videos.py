@@ -53,7 +53,8 @@ class Gateway:
 
 @pytest.fixture
 async def gw(aiohttp_server: Any) -> AsyncIterator[Gateway]:
-    app = create_simulator(time_scale=0.01, seed=7)
+    # Real-time scale: every state change below comes from advancing the clock, never waiting.
+    app = create_simulator(time_scale=1.0, seed=7)
     server = await aiohttp_server(app)
     ps = app[PROVIDER_STATE]
     account = ps.add_account("openai", name="gw1")

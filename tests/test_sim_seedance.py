@@ -51,7 +51,8 @@ class Ark:
 
 @pytest.fixture
 async def ark(aiohttp_server: Any) -> AsyncIterator[Ark]:
-    app = create_simulator(time_scale=0.01, seed=11)
+    # Real-time scale: every state change below comes from advancing the clock, never waiting.
+    app = create_simulator(time_scale=1.0, seed=11)
     server = await aiohttp_server(app)
     ps = app[PROVIDER_STATE]
     account = ps.add_account("seedance", name="ark1")
