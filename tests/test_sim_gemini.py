@@ -253,6 +253,14 @@ async def test_faults_raise_the_sdk_error_classes(omni: Omni) -> None:
     )
     calls = omni.sim.calls("POST", "/v1/interactions")
     assert [(c.status, c.fault) for c in calls] == [(429, "custom"), (200, None)]
+    # A daily quota, scoped to a key that travels as ?key= rather than the header.
+    fault = {"provider": "gemini", "error": "RESOURCE_EXHAUSTED", "daily": True, "method": "GET"}
+    await omni.control("/_sim/providers/faults", {**fault, "token": omni.account.key})
+    url = omni.url(f"/v1/interactions/{created.id}?key={omni.account.key}")
+    async with aiohttp.ClientSession() as http, http.get(url) as resp:
+        assert resp.status == 429
+        quota = (await resp.json())["error"]["details"][0]["violations"][0]["quotaId"]
+        assert "PerDay" in quota
 
     await omni.control(
         "/_sim/providers/faults",
