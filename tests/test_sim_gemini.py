@@ -228,6 +228,9 @@ async def test_safety_blocks_on_input_and_output(omni: Omni) -> None:
     assert got.output_video is None
     got = await interactions.get(failed.id)
     assert got.status == "failed" and got.errors and got.errors[0].message == "boom"
+    await omni.control("/_sim/providers/settings", {"gemini_block_status": "incomplete"})
+    got = await interactions.get(blocked_out.id)
+    assert got.status == "incomplete" and got.errors and got.errors[0].code == "SAFETY"
 
 
 async def test_faults_raise_the_sdk_error_classes(omni: Omni) -> None:

@@ -169,7 +169,7 @@ def render(ps: ProviderState, task: ProviderTask, origin: str) -> dict[str, Any]
     else:
         status = _STATUS[phase.status]
         if status == "completed" and ps.outcome(task) == "violation":
-            status = "failed"
+            status = ps.settings.gemini_block_status
             errors = [
                 {
                     "code": OUTPUT_BLOCK_CODE,
@@ -178,7 +178,7 @@ def render(ps: ProviderState, task: ProviderTask, origin: str) -> dict[str, Any]
             ]
         elif status == "completed":
             steps.append({"type": "model_output", "content": [_video(ps, task, origin)]})
-    finished = status in ("completed", "failed") and task.input_blocked is None
+    finished = status in ("completed", "failed", "incomplete") and task.input_blocked is None
     updated = ps.finished_wall(task) if finished else ps.sim.wall()
     body: dict[str, Any] = {
         "id": task.id,

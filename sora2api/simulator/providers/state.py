@@ -63,6 +63,8 @@ class ProviderSettings:
     url_ttl: float = 86400.0
     # Gemini: where the video goes when the request names no delivery ("inline" | "uri").
     gemini_delivery: str = "inline"
+    # Gemini: the status of an interaction whose output the safety filter blocked (both are seen).
+    gemini_block_status: str = "failed"
     # A prompt containing one of these is refused as unsafe input; an image URL or data too.
     blocked_words: list[str] = field(default_factory=lambda: ["forbidden"])
 
