@@ -71,7 +71,7 @@ ERRORS: dict[str, tuple[int, str, str, str]] = {
 def fault(variant: Variant, name: str, params: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
     """A named upstream error as (status, body, headers) for a custom fault."""
     status, code, type_, message = ERRORS[name]
-    body = error_body(variant, status, str(params.get("message", message)), code, type_, None)
+    body = error_body(variant, status, str(params.get("message") or message), code, type_, None)
     headers = {}
     if params.get("retry_after") is not None:
         headers["Retry-After"] = str(params["retry_after"])
