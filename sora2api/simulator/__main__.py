@@ -9,6 +9,10 @@ from aiohttp import web
 
 from .app import create_simulator
 from .keys import SIM_STATE
+from .providers import PROVIDER_STATE
+
+# What each provider's official SDK takes as its base URL, relative to the simulator's origin.
+_SDK_BASE = {"openai": "/v1", "seedance": "/api/v3", "gemini": ""}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -19,9 +23,24 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--accounts", type=int, default=2, help="accounts to seed")
     parser.add_argument("--seed", type=int, default=None, help="RNG seed for reproducible ids")
     parser.add_argument(
+        "--provider-keys", type=int, default=1, help="API keys to seed per live provider"
+    )
+    parser.add_argument(
+        "--provider-key",
+        action="append",
+        default=[],
+        metavar="PROVIDER=KEY",
+        help="seed this exact key (openai, seedance or gemini); repeatable",
+    )
+    parser.add_argument(
         "--no-strict-sentinel", action="store_true", help="do not require openai-sentinel-token"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for spec in args.provider_key:
+        provider, sep, key = spec.partition("=")
+        if not sep or not key or provider not in _SDK_BASE:
+            parser.error(f"--provider-key wants PROVIDER=KEY with PROVIDER in {list(_SDK_BASE)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -45,8 +64,20 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"backend base URL: {base}/backend  (ST->AT {base}/api/auth/session, RT->AT {base}/oauth/token)"
     )
+    providers = app[PROVIDER_STATE]
+    for spec in args.provider_key:
+        provider, _, key = spec.partition("=")
+        providers.add_account(provider, key=key)
+    for provider in _SDK_BASE:
+        for _ in range(args.provider_keys):
+            providers.add_account(provider)
+    for key in providers.accounts.values():
+        print(
+            f"{key.provider} key {key.name}: {key.key}  (SDK base_url {base}{_SDK_BASE[key.provider]})"
+        )
     print(
-        f"control API: {base}/_sim/  (accounts, faults, scenario, journal, settings, reset)",
+        f"control API: {base}/_sim/  (accounts, faults, scenario, journal, settings, reset;"
+        " providers/ for the live-provider keys, variants and faults)",
         flush=True,
     )
     # handler_cancellation: a client that gives up on a `hang` fault frees its handler at once.

@@ -170,8 +170,9 @@ def _canned(fault: Fault, request: web.Request) -> web.Response:
 
 def _custom(p: dict[str, Any]) -> web.Response:
     status = int(p.get("status", 500))
+    headers = {str(k): str(v) for k, v in (p.get("headers") or {}).items()}
     if "json" in p:
-        return json_response(p["json"], status=status)
+        return json_response(p["json"], status=status, headers=headers or None)
     content_type = str(p.get("content_type", "text/plain"))
     return web.Response(
         status=status, body=str(p.get("text", "")).encode(), content_type=content_type

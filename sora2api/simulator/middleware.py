@@ -101,6 +101,10 @@ def _identify(
         found.append(token)
         record = state.tokens.get(token)
         email = record.email if record else None
+    # Gemini keys ride in x-goog-api-key or ?key=, so faults can be scoped to them (`token`).
+    google_key = request.headers.get("x-goog-api-key") or request.query.get("key")
+    if google_key:
+        found.append(google_key)
     session = request.cookies.get(SESSION_COOKIE)
     if session:
         found.append(session)
