@@ -20,6 +20,8 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("auth", "login_attempts_per_minute"): (1, 10_000),
     ("storage", "media_ttl"): (60, 30 * _DAY),
     ("storage", "media_max_mb"): (0, 1_048_576),
+    ("storage", "media_cache_max_mb"): (0, 100_000_000),
+    ("storage", "media_min_free_mb"): (0, 100_000_000),
     ("storage", "prune_interval"): (0.05, _DAY),
     ("storage", "log_max_rows"): (1, 100_000_000),
     ("storage", "log_max_days"): (1, 3650),
