@@ -60,7 +60,7 @@ def _delays(steps: list[dict[str, Any]]) -> list[str]:
 @pytest.fixture
 async def one(make_client: Any, sim: Sim) -> tuple[TestClient, Account, int]:
     """The app polling every 0.01 s, with one simulator account as its only token."""
-    client = await make_client(upstream={"poll_interval": 0.01})
+    client = await make_client(upstream={"poll_interval": 0.05})
     sim.state.settings.video_seconds = 30
     account = sim.state.add_account()
     token_id = await add_token(client, account)
@@ -134,7 +134,7 @@ async def test_token_verdict_on_a_poll_ends_the_jobs_at_once(
 async def test_polls_failing_forever_end_at_the_jobs_own_timeout(
     make_client: Any, sim: Sim
 ) -> None:
-    client = await make_client(upstream={"poll_interval": 0.02, "video_timeout": 2.0})
+    client = await make_client(upstream={"poll_interval": 0.05, "video_timeout": 2.0})
     account = sim.state.add_account()
     token_id = await add_token(client, account)
     sim.state.inject("GET", PENDING, "502_html", email=account.email, times=None)
