@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -55,6 +56,18 @@ class StoreBase:
         if sql.lstrip()[:6].upper() == "INSERT":
             return int(cur.lastrowid or 0)
         return cur.rowcount
+
+    async def delete_batched(self, sql: str, params: Iterable[Any] = (), batch: int = 2000) -> int:
+        """Run a DELETE whose last parameter is a LIMIT until it deletes fewer rows than `batch`;
+        returns the rows deleted. Other queries run between two batches: one big delete would
+        hold the connection (and start-up, or every request) for seconds."""
+        total = 0
+        while True:
+            n = await self.execute(sql, (*params, batch))
+            total += n
+            if n < batch:
+                return total
+            await asyncio.sleep(0)
 
     async def executemany(self, sql: str, seq: Iterable[Iterable[Any]]) -> None:
         await self._conn.executemany(sql, seq)

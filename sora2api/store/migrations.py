@@ -123,6 +123,20 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE request_logs ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     """,
+    # 4: indexes for stats, job lists and retention (h6-perf). jobs(status, kind, created_at)
+    # covers the stats count; jobs(status, created_at) the status-filtered lists (the two replace
+    # jobs(status), their prefix); jobs(kind, created_at, id) the per-kind pages;
+    # request_logs(status) counts errors; characters(token_id) serves the panel's per-token list
+    # and characters(deleted, created_at) retention.
+    """
+    DROP INDEX IF EXISTS jobs_status;
+    CREATE INDEX jobs_status_kind ON jobs(status, kind, created_at);
+    CREATE INDEX jobs_status_created ON jobs(status, created_at);
+    CREATE INDEX jobs_kind_created ON jobs(kind, created_at, id);
+    CREATE INDEX request_logs_status ON request_logs(status);
+    CREATE INDEX characters_token ON characters(token_id);
+    CREATE INDEX characters_deleted ON characters(deleted, created_at);
+    """,
 )
 
 CURRENT_VERSION = len(MIGRATIONS)
