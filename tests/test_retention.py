@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -13,6 +14,8 @@ from aiohttp.test_utils import TestClient
 from sora2api import keys
 from sora2api.reqlog import REQLOG
 from sora2api.retention import RETENTION
+from sora2api.store import Store
+from sora2api.store.migrations import MIGRATIONS
 
 from .conftest import KEY, Sim
 from .helpers import add_token
@@ -281,3 +284,56 @@ async def test_pruned_video_is_gone_from_the_polled_route(
     assert [v["id"] for v in listed["data"]] == [running]
     resp = await client.get(f"/v1/videos/{running}", headers=KEY)
     assert resp.status == 200 and (await resp.json())["status"] in ("queued", "in_progress")
+
+
+async def test_job_counts_follow_every_change_and_the_upgrade(tmp_path: Path) -> None:
+    """The stats read job_counts: it must equal a real count after an upgrade and any change."""
+    path = tmp_path / "old.db"
+    old = await Store.open(path, migrations=MIGRATIONS[:3])
+    for n, (status, kind) in enumerate([("completed", "video")] * 3 + [("failed", "image")] * 2):
+        await old.insert(
+            "jobs",
+            {
+                "id": f"j{n}",
+                "kind": kind,
+                "model": "m",
+                "request": "{}",
+                "status": status,
+                "created_at": float(n),
+            },
+        )
+    await old.close()
+    store = await Store.open(path)
+
+    async def counts_match() -> None:
+        kept = await store.fetchall(
+            "SELECT status, kind, n FROM job_counts WHERE n > 0 ORDER BY 1, 2"
+        )
+        real = await store.fetchall(
+            "SELECT status, kind, COUNT(*) AS n FROM jobs GROUP BY 1, 2 ORDER BY 1, 2"
+        )
+        assert kept == real
+
+    try:
+        await counts_match()
+        await store.insert(
+            "jobs",
+            {
+                "id": "j9",
+                "kind": "video",
+                "model": "m",
+                "request": "{}",
+                "status": "queued",
+                "created_at": 9.0,
+            },
+        )
+        await counts_match()
+        await store.update("jobs", "id", "j9", {"status": "in_progress", "progress": 5})
+        await store.update("jobs", "id", "j9", {"progress": 50})  # not a status change
+        await store.update("jobs", "id", "j9", {"status": "completed"})
+        await store.update("jobs", "id", "j3", {"kind": "video"})
+        await counts_match()
+        await store.execute("DELETE FROM jobs WHERE id IN ('j0', 'j4')")
+        await counts_match()
+    finally:
+        await store.close()

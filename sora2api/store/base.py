@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Self
@@ -111,7 +112,7 @@ async def _migrate(conn: aiosqlite.Connection, migrations: tuple[str, ...]) -> N
         )
     for number in range(version + 1, len(migrations) + 1):
         # One transaction per version: a failed migration leaves the previous version intact.
-        statements = [s.strip() for s in migrations[number - 1].split(";") if s.strip()]
+        statements = _statements(migrations[number - 1])
         await conn.execute("BEGIN")
         try:
             for stmt in statements:
@@ -122,3 +123,18 @@ async def _migrate(conn: aiosqlite.Connection, migrations: tuple[str, ...]) -> N
             await conn.rollback()
             raise
         log.info("database migrated to schema version %d", number)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements; a trigger body's inner semicolons do not end one."""
+    out: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending.strip())
+    return out

@@ -123,14 +123,37 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE request_logs ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     """,
-    # 4: indexes for stats, job lists and retention (h6-perf). jobs(status, kind, created_at)
-    # covers the stats count; jobs(status, created_at) the status-filtered lists (the two replace
-    # jobs(status), their prefix); jobs(kind, created_at, id) the per-kind pages;
-    # request_logs(status) counts errors; characters(token_id) serves the panel's per-token list
-    # and characters(deleted, created_at) retention.
+    # 4: bounded-cost stats and lists (h6-perf). job_counts holds the number of jobs per
+    # (status, kind), kept exact by triggers in the same transaction as the change, so the
+    # stats read a few rows instead of counting every job; jobs(created_at, status, kind)
+    # covers "today"; jobs(status, created_at) and jobs(kind, created_at, id) serve the job
+    # lists (the first replaces jobs(status), its prefix); request_logs(status) counts errors;
+    # characters(token_id) serves the panel's per-token list, characters(deleted, created_at)
+    # retention.
     """
+    CREATE TABLE job_counts (
+        status TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (status, kind)
+    ) WITHOUT ROWID;
+    INSERT INTO job_counts (status, kind, n) SELECT status, kind, COUNT(*) FROM jobs GROUP BY 1, 2;
+    CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_counts (status, kind, n) VALUES (NEW.status, NEW.kind, 1)
+            ON CONFLICT (status, kind) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_counts SET n = n - 1 WHERE status = OLD.status AND kind = OLD.kind;
+    END;
+    CREATE TRIGGER jobs_count_update AFTER UPDATE OF status, kind ON jobs
+        WHEN OLD.status IS NOT NEW.status OR OLD.kind IS NOT NEW.kind BEGIN
+        UPDATE job_counts SET n = n - 1 WHERE status = OLD.status AND kind = OLD.kind;
+        INSERT INTO job_counts (status, kind, n) VALUES (NEW.status, NEW.kind, 1)
+            ON CONFLICT (status, kind) DO UPDATE SET n = n + 1;
+    END;
     DROP INDEX IF EXISTS jobs_status;
-    CREATE INDEX jobs_status_kind ON jobs(status, kind, created_at);
+    DROP INDEX IF EXISTS jobs_created;
+    CREATE INDEX jobs_created ON jobs(created_at, status, kind);
     CREATE INDEX jobs_status_created ON jobs(status, created_at);
     CREATE INDEX jobs_kind_created ON jobs(kind, created_at, id);
     CREATE INDEX request_logs_status ON request_logs(status);
