@@ -124,8 +124,9 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE request_logs ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     """,
     # 4: bounded-cost stats and lists (h6-perf). job_counts holds the number of jobs per
-    # (status, kind), kept exact by triggers in the same transaction as the change, so the
-    # stats read a few rows instead of counting every job; jobs(created_at, status, kind)
+    # (status, kind) and request_log_count the request-log rows, kept exact by triggers in the
+    # same transaction as the change, so the stats read a few rows instead of counting every
+    # job and log row; jobs(created_at, status, kind)
     # covers "today"; jobs(status, created_at) and jobs(kind, created_at, id) serve the job
     # lists (the first replaces jobs(status), its prefix); request_logs(status) counts errors;
     # characters(token_id) serves the panel's per-token list, characters(deleted, created_at)
@@ -150,6 +151,14 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE job_counts SET n = n - 1 WHERE status = OLD.status AND kind = OLD.kind;
         INSERT INTO job_counts (status, kind, n) VALUES (NEW.status, NEW.kind, 1)
             ON CONFLICT (status, kind) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TABLE request_log_count (n INTEGER NOT NULL);
+    INSERT INTO request_log_count (n) SELECT COUNT(*) FROM request_logs;
+    CREATE TRIGGER request_logs_count_insert AFTER INSERT ON request_logs BEGIN
+        UPDATE request_log_count SET n = n + 1;
+    END;
+    CREATE TRIGGER request_logs_count_delete AFTER DELETE ON request_logs BEGIN
+        UPDATE request_log_count SET n = n - 1;
     END;
     DROP INDEX IF EXISTS jobs_status;
     DROP INDEX IF EXISTS jobs_created;
