@@ -141,6 +141,9 @@ class RequestLog:
             " (SELECT id FROM request_logs WHERE ts < ? LIMIT ?)",
             (now - cfg.log_max_days * 86400,),
         )
+        count = await self._store.fetchone("SELECT n FROM request_log_count")
+        if count is None or count["n"] <= cfg.log_max_rows:
+            return deleted  # under the bound: no need to walk the table to find the cut
         newest_gone = await self._store.fetchone(
             "SELECT id FROM request_logs ORDER BY id DESC LIMIT 1 OFFSET ?", (cfg.log_max_rows,)
         )

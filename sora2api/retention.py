@@ -41,8 +41,9 @@ async def prune_jobs(
 ) -> int:
     """Delete finished jobs older than job_max_days or beyond the newest job_max_rows."""
     nth = None
-    if cfg.job_max_rows:
-        # Counted over every job, running ones too (those are kept anyway).
+    count = await store.fetchone("SELECT COALESCE(SUM(n), 0) AS n FROM job_counts")
+    # Counted over every job, running ones too (those are kept anyway).
+    if cfg.job_max_rows and count is not None and count["n"] > cfg.job_max_rows:
         row = await store.fetchone(
             "SELECT created_at FROM jobs ORDER BY created_at DESC LIMIT 1 OFFSET ?",
             (cfg.job_max_rows - 1,),

@@ -340,14 +340,16 @@ async def test_row_counts_follow_every_change_and_the_upgrade(tmp_path: Path) ->
         await store.execute("DELETE FROM jobs WHERE id IN ('j0', 'j4')")
         await counts_match()
         # The request log's row count is kept the same way.
-        for status in (200, 404, 200):
+        for status in (200, 404, 200, 502):
             await store.execute(
                 "INSERT INTO request_logs (ts, method, path, status, duration_ms)"
                 " VALUES (1, 'GET', '/v1/x', ?, 1)",
                 (status,),
             )
-        await store.execute("DELETE FROM request_logs WHERE status = 404")
-        kept = await store.fetchone("SELECT n FROM request_log_count")
-        assert kept == {"n": 2}
+        kept = await store.fetchone("SELECT n, errors FROM request_log_count")
+        assert kept == {"n": 4, "errors": 2}
+        await store.execute("DELETE FROM request_logs WHERE status IN (404, 502)")
+        kept = await store.fetchone("SELECT n, errors FROM request_log_count")
+        assert kept == {"n": 2, "errors": 0}
     finally:
         await store.close()

@@ -124,11 +124,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE request_logs ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     """,
     # 4: bounded-cost stats and lists (h6-perf). job_counts holds the number of jobs per
-    # (status, kind) and request_log_count the request-log rows, kept exact by triggers in the
+    # (status, kind) and request_log_count the request-log rows and errors, kept exact by triggers in the
     # same transaction as the change, so the stats read a few rows instead of counting every
     # job and log row; jobs(created_at, status, kind)
     # covers "today"; jobs(status, created_at) and jobs(kind, created_at, id) serve the job
-    # lists (the first replaces jobs(status), its prefix); request_logs(status) counts errors;
+    # lists (the first replaces jobs(status), its prefix);
     # characters(token_id) serves the panel's per-token list, characters(deleted, created_at)
     # retention.
     """
@@ -152,20 +152,20 @@ MIGRATIONS: tuple[str, ...] = (
         INSERT INTO job_counts (status, kind, n) VALUES (NEW.status, NEW.kind, 1)
             ON CONFLICT (status, kind) DO UPDATE SET n = n + 1;
     END;
-    CREATE TABLE request_log_count (n INTEGER NOT NULL);
-    INSERT INTO request_log_count (n) SELECT COUNT(*) FROM request_logs;
+    CREATE TABLE request_log_count (n INTEGER NOT NULL, errors INTEGER NOT NULL);
+    INSERT INTO request_log_count (n, errors)
+        SELECT COUNT(*), COALESCE(SUM(status >= 400), 0) FROM request_logs;
     CREATE TRIGGER request_logs_count_insert AFTER INSERT ON request_logs BEGIN
-        UPDATE request_log_count SET n = n + 1;
+        UPDATE request_log_count SET n = n + 1, errors = errors + (NEW.status >= 400);
     END;
     CREATE TRIGGER request_logs_count_delete AFTER DELETE ON request_logs BEGIN
-        UPDATE request_log_count SET n = n - 1;
+        UPDATE request_log_count SET n = n - 1, errors = errors - (OLD.status >= 400);
     END;
     DROP INDEX IF EXISTS jobs_status;
     DROP INDEX IF EXISTS jobs_created;
     CREATE INDEX jobs_created ON jobs(created_at, status, kind);
     CREATE INDEX jobs_status_created ON jobs(status, created_at);
     CREATE INDEX jobs_kind_created ON jobs(kind, created_at, id);
-    CREATE INDEX request_logs_status ON request_logs(status);
     CREATE INDEX characters_token ON characters(token_id);
     CREATE INDEX characters_deleted ON characters(deleted, created_at);
     """,
