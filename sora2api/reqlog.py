@@ -46,6 +46,11 @@ CLIENT_CLOSED = 499
 
 Entry = tuple[float, str, str, int, float, str, str, str | None, str, int]
 
+# Set on a request by the GET-one routes when they answer a finished job's ready view: such polls
+# are counted like model listings (one row per flush per path, key and client), because pollers
+# repeat them every few seconds and a row each would cost more than the answer itself.
+READY_JOB = web.RequestKey("sora2api.ready_job", str)
+
 
 class RequestLog:
     """Pending entries, the writer that flushes them, and the queries over the table."""
@@ -62,6 +67,8 @@ class RequestLog:
         # Successful model listings since the last flush: written as one row with a count.
         self._listings = 0
         self._listing_ms = 0.0
+        # Ready-view polls since the last flush: (path, API key, client, job id) -> [n, ms].
+        self._ready: dict[tuple[str, str, str, str], list[Any]] = {}
         self._api_key = api_key
         # The request key holding an admin session (passed in: the route table imports us).
         self._admin_key = admin_key
@@ -76,15 +83,15 @@ class RequestLog:
     def note(self, request: web.Request, status: int, started: float) -> None:
         """Record one answered request: never the query string, never a full credential."""
         # Most requests store nothing on the request; a missing key costs a KeyError per get().
-        session, model, job_id = (
-            (
-                request.get(self._admin_key),
-                request.get(keys.REQ_MODEL),
-                request.get(keys.REQ_JOB_ID),
-            )
-            if len(request)
-            else (None, None, None)
-        )
+        session = model = job_id = None
+        if len(request):
+            ready = request.get(READY_JOB)
+            if ready is not None and status == 200:
+                self._note_ready(request, ready, started)
+                return
+            session = request.get(self._admin_key)
+            model = request.get(keys.REQ_MODEL)
+            job_id = request.get(keys.REQ_JOB_ID)
         self.record(
             (
                 time.time(),
@@ -107,6 +114,22 @@ class RequestLog:
         self._listing_ms += (time.perf_counter() - started) * 1000
         self._wake.set()
 
+    def _note_ready(self, request: web.Request, job_id: str, started: float) -> None:
+        key = (
+            request.path[:_MAX_PATH],
+            bearer(request),
+            client_address(request),
+            job_id,
+        )
+        ms = (time.perf_counter() - started) * 1000
+        counted = self._ready.get(key)
+        if counted is None:
+            self._ready[key] = [1, ms]
+        else:
+            counted[0] += 1
+            counted[1] += ms
+        self._wake.set()
+
     def record(self, entry: Entry) -> None:
         if self._count >= _MAX_PENDING:
             self.dropped += 1
@@ -123,6 +146,11 @@ class RequestLog:
                 n, ms, self._listings, self._listing_ms = self._listings, self._listing_ms, 0, 0.0
                 key = mask(self._api_key())
                 self.record((time.time(), "GET", "/v1/models", 200, ms / n, key, "", None, "", n))
+            ready, self._ready = self._ready, {}
+            for (path, key, client, job_id), (n, ms) in ready.items():
+                self.record(
+                    (time.time(), "GET", path, 200, ms / n, mask(key), "", job_id, client, n)
+                )
             batch, self._pending, self._count = self._pending, bytearray(), 0
             if self.dropped:
                 log.warning(

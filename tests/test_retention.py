@@ -233,6 +233,21 @@ async def test_finished_video_answer_is_served_ready_and_follows_changes(
     engine = client.app[keys.JOBS]
     done = await _finished_video(client, sim)
     video_id = done["id"]
+    await client.app[REQLOG].flush()
+    store = client.app[keys.STORE]
+    path = f"/v1/videos/{video_id}"
+
+    async def logged() -> dict[tuple[int, str | None], int]:
+        """GETs of the video's path in the request log: (status, job id) -> calls."""
+        await client.app[REQLOG].flush()
+        rows = await store.fetchall(
+            "SELECT status, job_id, SUM(count) AS n FROM request_logs"
+            " WHERE method = 'GET' AND path = ? GROUP BY 1, 2",
+            (path,),
+        )
+        return {(r["status"], r["job_id"]): r["n"] for r in rows}
+
+    before = await logged()
     first = await client.get(f"/v1/videos/{video_id}", headers=KEY)
     hits = engine.views.hits
     again = await client.get(f"/v1/videos/{video_id}", headers=KEY)
@@ -260,13 +275,16 @@ async def test_finished_video_answer_is_served_ready_and_follows_changes(
     assert resp.status == 200
     gone = await client.get(f"/v1/videos/{video_id}", headers=KEY)
     assert gone.status == 404 and (await gone.json())["error"]["param"] == "id"
-    # Every poll is in the request log, the ready ones too.
-    await client.app[REQLOG].flush()
-    logged = await client.app[keys.STORE].fetchall(
-        "SELECT status FROM request_logs WHERE method = 'GET' AND path = ? ORDER BY id",
-        (f"/v1/videos/{video_id}",),
+    # Every poll is in the request log; the two ready answers as counted rows with the job id.
+    after = await logged()
+    assert after.get((200, video_id), 0) == before.get((200, video_id), 0) + 2
+    assert after[(200, None)] == before[(200, None)] + 1  # the rebuilt answer
+    assert after[(401, None)] == 1 and after[(404, None)] == 1
+    ready_row = await store.fetchone(
+        "SELECT key_hint, client FROM request_logs WHERE job_id = ? AND path = ?", (video_id, path)
     )
-    assert [r["status"] for r in logged][-5:] == [200, 200, 401, 200, 404]
+    assert ready_row is not None and ready_row["key_hint"].startswith("…")
+    assert ready_row["client"] == "127.0.0.1"
 
 
 async def test_pruned_video_is_gone_from_the_polled_route(
@@ -353,3 +371,28 @@ async def test_row_counts_follow_every_change_and_the_upgrade(tmp_path: Path) ->
         assert kept == {"n": 2, "errors": 0}
     finally:
         await store.close()
+
+
+async def test_finished_image_url_answer_is_served_ready(make_client: MakeClient, sim: Sim) -> None:
+    sim.state.settings.image_seconds = 1
+    client = await make_client()
+    await add_token(client, sim.state.add_account())
+    engine = client.app[keys.JOBS]
+    resp = await client.post(
+        "/v1/images/generations", json={"model": "sora-image", "prompt": "a kite"}, headers=KEY
+    )
+    assert resp.status == 200, await resp.text()
+    job_id = (await resp.json())["job_id"]
+    built = await client.get(f"/v1/images/{job_id}", headers=KEY)
+    hits = engine.views.hits
+    ready = await client.get(f"/v1/images/{job_id}", headers=KEY)
+    assert engine.views.hits == hits + 1
+    assert built.status == ready.status == 200
+    assert await built.read() == await ready.read()
+    body = await ready.json()
+    assert body["status"] == "completed" and body["data"][0]["url"].startswith("http")
+    # base64 answers are built each time (megabytes each), and a video route does not serve it.
+    b64 = await client.get(f"/v1/images/{job_id}?response_format=b64_json", headers=KEY)
+    assert b64.status == 200 and (await b64.json())["data"][0]["b64_json"]
+    assert engine.views.hits == hits + 1
+    assert (await client.get(f"/v1/videos/{job_id}", headers=KEY)).status == 404

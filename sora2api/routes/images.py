@@ -13,6 +13,7 @@ from .. import keys
 from ..errors import ApiError, BadRequestError, TimeoutError_, json_response
 from ..flows.openai_request import parse_image_request, row_spec
 from ..jobs import JobEngine, JobFailed
+from ..reqlog import READY_JOB
 from ..store import Row
 from ..viewcache import FINAL
 from .chat import failure_error
@@ -98,8 +99,10 @@ async def get_image(request: web.Request) -> web.Response:
     # Only links are kept: base64 answers are megabytes each.
     cached = fmt == "url"
     settings = engine.settings.current
-    body = engine.views.get(request.match_info["id"], "image", settings) if cached else None
+    job_id = request.match_info["id"]
+    body = engine.views.get(job_id, "image", settings) if cached else None
     if body is not None:
+        request[READY_JOB] = job_id  # logged as a counted row (see reqlog.READY_JOB)
         return web.Response(body=body, content_type="application/json")
     epoch = engine.views.epoch
     row = await typed_job(request, "image")

@@ -26,6 +26,7 @@ from ..flows.openai_request import (
 )
 from ..jobs import JobEngine
 from ..media import CONTENT_TYPES, MediaCache
+from ..reqlog import READY_JOB
 from ..store import Row
 from ..viewcache import FINAL
 from .common import query_int, read_object, submit
@@ -258,6 +259,7 @@ async def get_video(request: web.Request) -> web.Response:
     settings = engine.settings.current
     body = engine.views.get(job_id, "video", settings)
     if body is not None:
+        request[READY_JOB] = job_id  # logged as a counted row (see reqlog.READY_JOB)
         return web.Response(body=body, content_type="application/json")
     epoch = engine.views.epoch
     row = await typed_job(request, "video")
