@@ -24,6 +24,8 @@ from .viewcache import FINAL
 log = logging.getLogger(__name__)
 
 _FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FINAL)) + ")"
+# Seconds a job stays after it finished, whatever the bounds: its client gets time to collect it.
+FINISHED_GRACE = 3600.0
 # Seconds between two retention passes.
 INTERVAL = 300.0
 # Rows per DELETE statement (see Store.delete_batched).
@@ -39,7 +41,8 @@ def _cutoff(now: float, days: int, nth_newest: float | None) -> float | None:
 async def prune_jobs(
     store: Store, cfg: StorageConfig, now: float, forget: Callable[[str], None]
 ) -> int:
-    """Delete finished jobs older than job_max_days or beyond the newest job_max_rows."""
+    """Delete finished jobs older than job_max_days or beyond the newest job_max_rows, once
+    they have been finished for FINISHED_GRACE seconds."""
     nth = None
     count = await store.fetchone("SELECT COALESCE(SUM(n), 0) AS n FROM job_counts")
     # Counted over every job, running ones too (those are kept anyway).
@@ -55,8 +58,9 @@ async def prune_jobs(
     deleted = 0
     while True:
         rows = await store.fetchall(
-            f"SELECT id FROM jobs WHERE created_at < ? AND status IN {_FINAL_SQL} LIMIT ?",
-            (cutoff, BATCH),
+            f"SELECT id FROM jobs WHERE created_at < ? AND status IN {_FINAL_SQL}"
+            " AND COALESCE(completed_at, updated_at, created_at) < ? LIMIT ?",
+            (cutoff, now - FINISHED_GRACE, BATCH),
         )
         if not rows:
             return deleted

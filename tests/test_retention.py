@@ -86,12 +86,19 @@ async def test_jobs_pruned_by_age_and_count_but_never_while_running(
     await _add_job(client, "video_old_running", "in_progress", now - 30 * DAY)
     # Recent: six more; only the newest four jobs overall survive the count bound.
     for n in range(6):
-        await _add_job(client, f"video_new_{n}", "cancelled" if n % 2 else "completed", now - n)
+        status = "cancelled" if n % 2 else "completed"
+        await _add_job(client, f"video_new_{n}", status, now - 2 * DAY - n)
+    # Beyond both bounds but finished a moment ago: its client still gets to collect it.
+    await _add_job(client, "video_just_finished", "completed", now - 30 * DAY)
+    await client.app[keys.STORE].update(
+        "jobs", "id", "video_just_finished", {"completed_at": now - 60}
+    )
     deleted = await client.app[RETENTION].prune(now)
     assert deleted["jobs"] == 4  # the 2 old finished + new_4 and new_5
     assert await _job_ids(client) == {
         "video_old_queued",
         "video_old_running",
+        "video_just_finished",
         "video_new_0",
         "video_new_1",
         "video_new_2",
