@@ -143,9 +143,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(tokens_ctx)  # TokenManager + background refresh task
     app.cleanup_ctx.append(_jobs_ctx)
-    app.cleanup_ctx.append(
-        _retention_ctx
-    )  # jobs, characters and request-log rows past their limits
+    # Prunes jobs, deleted characters and request-log rows past their [storage] limits.
+    app.cleanup_ctx.append(_retention_ctx)
     # Before aiohttp waits for open requests: end streams cleanly, their jobs resume after restart.
     app.on_shutdown.append(_release_followers)
     add_routes(app)
