@@ -47,8 +47,9 @@ fmt: install-test
 	$(BIN)/ruff format sora2api tests
 	$(BIN)/ruff check --fix sora2api tests
 
+# `make bench BENCH="models startup"` runs only those targets (models polls cache many startup).
 bench: install-test
-	$(BIN)/python -m sora2api.bench
+	$(BIN)/python -m sora2api.bench $(BENCH)
 
 simulator: install
 	$(BIN)/python -m sora2api.simulator --port 8100 --time-scale 0.05 --accounts 2

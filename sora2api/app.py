@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import suppress
 
 import aiohttp
 from aiohttp import web
@@ -19,6 +20,7 @@ from .jobs import JobEngine
 from .media import media_context
 from .pool import TokenPool
 from .reqlog import CLIENT_CLOSED, LOGGED_PREFIXES, REQLOG, reqlog_ctx
+from .retention import RETENTION, Retention
 from .routes import Handler, add_routes
 from .settings import Settings
 from .store import Store
@@ -109,6 +111,19 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     await engine.close()
 
 
+async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Started after the job engine: pruned jobs leave its cache of finished answers.
+    retention = Retention(
+        app[keys.STORE], app[keys.SETTINGS], app[REQLOG].prune, app[keys.JOBS].job_changed
+    )
+    app[RETENTION] = retention
+    task = asyncio.create_task(retention.run(), name="sora2api.retention")
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
 async def _release_followers(app: web.Application) -> None:
     if keys.JOBS in app:
         app[keys.JOBS].release_followers()
@@ -128,6 +143,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(tokens_ctx)  # TokenManager + background refresh task
     app.cleanup_ctx.append(_jobs_ctx)
+    # Prunes jobs, deleted characters and request-log rows past their [storage] limits.
+    app.cleanup_ctx.append(_retention_ctx)
     # Before aiohttp waits for open requests: end streams cleanly, their jobs resume after restart.
     app.on_shutdown.append(_release_followers)
     add_routes(app)

@@ -64,6 +64,14 @@ class StorageConfig:
     # Request log retention: rows kept at most, and days kept at most.
     log_max_rows: int = 20000
     log_max_days: int = 30
+    # Job retention: finished jobs kept at most, and days kept at most (0: no limit). A job that
+    # is not finished is never pruned.
+    job_max_rows: int = 100000
+    job_max_days: int = 90
+    # Deleted-character records (the temporary characters of character+video jobs, characters
+    # removed in the panel) kept at most, and days kept at most (0: no limit).
+    character_max_rows: int = 10000
+    character_max_days: int = 30
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from .settings import Settings
 from .store import Row, Store
 from .upstream.client import SoraClient
 from .upstream.errors import Kind, UpstreamFailure
+from .viewcache import ViewCache
 from .watcher import Watchers
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,7 @@ class JobContext:
             values["state"] = orjson.dumps(values["state"]).decode()
         values["updated_at"] = time.time()
         await self.engine.store.update("jobs", "id", self.job_id, values)
+        self.engine.job_changed(self.job_id)
 
     async def save_state(self, **changes: Any) -> None:
         self.state.update(changes)
@@ -217,6 +219,8 @@ class JobEngine:
         self.after_video = after_video
         self._runs: dict[str, JobRun] = {}
         self._closing = False
+        # Ready answers of finished jobs for the GET-one routes; job_changed() keeps them true.
+        self.views = ViewCache()
 
     # -- submission -----------------------------------------------------------------------
 
@@ -246,6 +250,10 @@ class JobEngine:
         ctx = JobContext(self, run, req, row)
         run.task = asyncio.create_task(self._execute(ctx, self._flow), name=f"job-{job_id}")
         return run
+
+    def job_changed(self, job_id: str) -> None:
+        """Called after every write or delete of a job row: cached answers built from it go."""
+        self.views.forget(job_id)
 
     def run_of(self, job_id: str) -> JobRun | None:
         return self._runs.get(job_id)
@@ -325,9 +333,10 @@ class JobEngine:
         if after:
             anchor = await self.get(after)
             op = "<" if order == "desc" else ">"
-            # (created_at, id) is a total order, so rows created in the same instant are not skipped.
-            where += f" AND (created_at {op} ? OR (created_at = ? AND id {op} ?))"
-            params += [anchor["created_at"], anchor["created_at"], anchor["id"]]
+            # (created_at, id) is a total order, so rows created in the same instant are not
+            # skipped; as a row value it is one range on the jobs(kind, created_at, id) index.
+            where += f" AND (created_at, id) {op} (?, ?)"
+            params += [anchor["created_at"], anchor["id"]]
         direction = "DESC" if order == "desc" else "ASC"
         rows = await self.store.fetchall(
             f"SELECT * FROM jobs WHERE {where} ORDER BY created_at {direction}, id {direction} LIMIT ?",
@@ -346,6 +355,7 @@ class JobEngine:
             if isinstance(name, str):
                 self.media.delete(name)
         await self.store.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        self.job_changed(job_id)
         self._runs.pop(job_id, None)
         return row
 

@@ -26,7 +26,9 @@ from ..flows.openai_request import (
 )
 from ..jobs import JobEngine
 from ..media import CONTENT_TYPES, MediaCache
+from ..reqlog import READY_JOB
 from ..store import Row
+from ..viewcache import FINAL
 from .common import query_int, read_object, submit
 
 # How often SDK pollers should come back (the SDK reads this header when no interval is given);
@@ -250,7 +252,24 @@ async def list_videos(request: web.Request) -> web.Response:
 
 
 async def get_video(request: web.Request) -> web.Response:
-    return _video_response(request.app[keys.JOBS], await typed_job(request, "video"))
+    """GET /v1/videos/{id}: what SDKs and gateways poll. A finished video's answer is kept ready
+    (engine.views), so a poll after the end reads neither the database nor the disk."""
+    engine = request.app[keys.JOBS]
+    job_id = request.match_info["id"]
+    settings = engine.settings.current
+    body = engine.views.get(job_id, "video", settings)
+    if body is not None:
+        request[READY_JOB] = job_id  # logged as a counted row (see reqlog.READY_JOB)
+        return web.Response(body=body, content_type="application/json")
+    epoch = engine.views.epoch
+    row = await typed_job(request, "video")
+    if row["status"] not in FINAL:
+        return _video_response(engine, row)
+    video = video_object(engine, row)
+    body = orjson.dumps(video)
+    # A completed video's answer holds until its cached file expires (expires_at then changes).
+    engine.views.put(job_id, "video", body, settings, video["expires_at"], epoch)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def delete_video(request: web.Request) -> web.Response:
