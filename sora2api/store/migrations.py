@@ -124,7 +124,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE request_logs ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     """,
     # 4: a failed refresh is recorded apart from the status: the token serves on while its
-    # access token lives .
+    # access token lives.
     """
     ALTER TABLE tokens ADD COLUMN refresh_error TEXT NOT NULL DEFAULT '';
     ALTER TABLE tokens ADD COLUMN refresh_error_at REAL;
@@ -134,6 +134,7 @@ MIGRATIONS: tuple[str, ...] = (
         SET status = 'active', status_reason = '', status_at = CAST(strftime('%s', 'now') AS REAL)
         WHERE status = 'expired' AND status_reason LIKE 'Refresh failed: %'
         AND at_expires > CAST(strftime('%s', 'now') AS REAL);
+    """,
     # 5: bounded-cost stats and lists. job_counts holds the number of jobs per
     # (status, kind) and request_log_count the request-log rows and errors, kept exact by triggers in the
     # same transaction as the change, so the stats read a few rows instead of counting every
