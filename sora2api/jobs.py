@@ -278,17 +278,25 @@ class JobEngine:
         self._undo = undo
         self._runs: dict[str, JobRun] = {}
         self._closing = False
-        self._locks: dict[tuple[int, str], asyncio.Lock] = {}
+        self._locks: dict[tuple[int, str], _CreateLock] = {}
         self._background: set[asyncio.Task[None]] = set()
 
-    def create_lock(self, token_id: int, prompt: str) -> asyncio.Lock:
+    @contextlib.asynccontextmanager
+    async def create_lock(self, token_id: int, prompt: str) -> AsyncIterator[None]:
         """Held around a create and its recording, and around a reconciliation: a job looking
         for its task on a token cannot adopt one that a concurrent create has not recorded yet."""
         key = (token_id, prompt)
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
-        return lock
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _CreateLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:  # one lock per (token, prompt) in use, not per prompt ever seen
+                del self._locks[key]
 
     async def owned_task_ids(self, task_ids: list[str]) -> set[str]:
         """Which of these upstream task ids some job already holds."""
@@ -434,6 +442,8 @@ class JobEngine:
         if row["status"] in ACTIVE:
             await self.cancel(job_id)
             row = await self.get(job_id)
+        if row.get("cleanup"):  # a side effect whose undo failed earlier: one more try
+            await self.undo(JobContext(self, JobRun(job_id, row["kind"]), None, row))
         state = orjson.loads(row.get("state") or "{}")
         for name in [*state.get("files", []), state.get("thumbnail")]:
             if isinstance(name, str):
@@ -486,6 +496,12 @@ class JobEngine:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.watchers.close()
+
+
+@dataclass(slots=True)
+class _CreateLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 def _restarting(job_id: str) -> JobFailed:

@@ -151,6 +151,7 @@ async def test_same_prompt_jobs_each_adopt_their_own_task(
     rows = [await _row(client, i) for i in ids]
     assert len(sim.state.calls("POST", CREATE["video"])) == 3
     assert {r["upstream_task_id"] for r in rows} == set(sim.state.tasks)  # 3 distinct tasks
+    assert not client.app[keys.JOBS]._locks  # the per-prompt create locks are gone with their users
 
 
 async def test_refused_create_still_moves_to_another_token(client: TestClient, sim: Sim) -> None:

@@ -93,7 +93,11 @@ async def find_task(
             last_error = exc
             continue
         except NotFoundError:
-            break  # the token was deleted: its lists cannot be read any more
+            raise JobFailed(
+                code,
+                f"The create call's outcome is unknown ({why}) and its token was deleted, so "
+                "the account's task lists cannot be read. It was not sent again.",
+            ) from None
         last_error = None
         if found:
             await ctx.emit(
