@@ -18,6 +18,7 @@ from sora2api.app import create_app
 from sora2api.simulator import mp4_bytes, png
 from sora2api.simulator.faults import CREATED_KINDS
 from sora2api.store import Store
+from sora2api.store.migrations import MIGRATIONS
 
 from .conftest import KEY, Sim, config_for
 from .helpers import add_token, admin_headers, chat, data_url, read_sse
@@ -100,7 +101,7 @@ async def test_created_fault_creates_the_task_then_answers_badly(sim: Sim, kind:
 async def test_uncertain_create_adopts_the_task_it_made(
     make_client: Callable[..., Awaitable[TestClient]], sim: Sim, kind: str, task: str
 ) -> None:
-    client = await make_client(upstream={"request_timeout": 1.0})
+    client = await make_client(upstream={"request_timeout": 2.0})
     sim.state.settings.hang_seconds = 5
     sim.state.settings.video_seconds = 20
     sim.state.settings.image_seconds = 20
@@ -337,3 +338,44 @@ async def test_stream_of_a_reconciled_job_says_what_happened(client: TestClient,
     frames, _ = await read_sse(resp)
     text = orjson.dumps(frames).decode()
     assert "looking for the task upstream" in text and "Found the task upstream" in text
+
+
+async def test_jobs_of_the_previous_schema_get_phases_and_are_never_resent(
+    sim: Sim, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[TestClient]]
+) -> None:
+    config = config_for(sim, tmp_path)
+    path = config.path(config.storage.db_path)
+    old = await Store.open(path, migrations=MIGRATIONS[:3])
+    spec = {"mode": "video", "model": "sora-video-10s", "prompt": "legacy", "seconds": 10}
+    legacy = {
+        "video_" + "1" * 32: ("in_progress", {"phase": "submitting"}),
+        "video_" + "2" * 32: ("in_progress", {"phase": "poll", "task_id": "task_x"}),
+        "video_" + "3" * 32: ("failed", {}),
+    }
+    for job_id, (status, state) in legacy.items():
+        await old.insert(
+            "jobs",
+            {
+                "id": job_id,
+                "kind": "video",
+                "model": "sora-video-10s",
+                "request": orjson.dumps(spec).decode(),
+                "status": status,
+                "state": orjson.dumps(state).decode(),
+                "created_at": 1.0,
+            },
+        )
+    await old.close()
+    new = await Store.open(path)
+    phases = {r["id"]: r["phase"] for r in await new.fetchall("SELECT id, phase FROM jobs")}
+    await new.close()
+    assert list(phases.values()) == ["submitting", "polling", "failed"]
+    client = await aiohttp_client(create_app(config))
+    submitting = next(iter(legacy))
+    run = client.app[keys.JOBS].run_of(submitting)
+    assert run is not None
+    await asyncio.wait_for(run.done.wait(), 30)
+    row = await _row(client, submitting)
+    # the old code did not record whether its create went out: it is not sent now
+    assert row["status"] == "failed" and "not resubmitted" in row["error_message"]
+    assert not sim.state.calls("POST", "/backend/nf/create*")

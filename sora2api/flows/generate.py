@@ -677,6 +677,13 @@ async def resume_flow(ctx: JobContext) -> dict[str, Any]:
     """Continue a job from its stored phase after a restart; never send a create twice."""
     state = ctx.state
     create = state.get("create")
+    if ctx.phase == SUBMITTING and not create and state.get("phase"):
+        # Written by a version that did not record its create calls: it may have been sent.
+        raise JobFailed(
+            "interrupted",
+            "The server restarted while this job was being submitted; it was not resubmitted "
+            "(that could spend quota twice). Submit it again.",
+        )
     if ctx.phase in ("", QUEUED) or (ctx.phase == SUBMITTING and not create):
         # No create was sent for this job: run it now when the row holds the whole request.
         req = _rebuild_request(ctx)

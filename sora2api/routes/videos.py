@@ -113,9 +113,7 @@ def public_status(engine: JobEngine, row: Row) -> tuple[str, dict[str, str] | No
             "code": row.get("error_code") or "failed",
             "message": row.get("error_message") or "The generation failed",
         }
-    if status == "in_progress" and not row.get("upstream_task_id") and row["kind"] == "video":
-        # Waiting for a free token or uploading: nothing runs upstream yet.
-        return "queued", None
+    # "queued" is the job engine's own: waiting for a free token.
     return status, None
 
 
