@@ -379,3 +379,16 @@ async def test_jobs_of_the_previous_schema_get_phases_and_are_never_resent(
     # the old code did not record whether its create went out: it is not sent now
     assert row["status"] == "failed" and "not resubmitted" in row["error_message"]
     assert not sim.state.calls("POST", "/backend/nf/create*")
+
+
+async def test_character_upload_cut_off_is_sent_again(client: TestClient, sim: Sim) -> None:
+    sim.state.settings.cameo_seconds = 1
+    await add_token(client, sim.state.add_account())
+    sim.state.inject("POST", "/backend/characters/upload", "reset")
+    content = [{"type": "video_url", "video_url": {"url": data_url(mp4_bytes(), "video/mp4")}}]
+    resp = await client.post(
+        "/v1/chat/completions", json=chat(MODEL["video"], content), headers=KEY
+    )
+    assert resp.status == 200, await resp.text()
+    assert [c.status for c in sim.state.calls("POST", "/backend/characters/upload")] == [0, 200]
+    assert len(sim.state.characters) == 1

@@ -115,21 +115,27 @@ async def _create(
     return task_id
 
 
-async def _upload_image(ctx: JobContext, lease: Lease, image: MediaInput, role: str) -> str:
-    """Upload the request's image; image-to-image and image-to-video wrap the id differently."""
-    await ctx.emit("upload", "started", f"Uploading the {role} image...")
+async def _upload(ctx: JobContext, call: Callable[[], Awaitable[str]]) -> str:
+    """Uploads spend no quota: one that timed out or was cut off is sent once more (a second
+    failure moves the job to another token like any token-level failure)."""
     try:
-        media_id = await ctx.client.upload_image(
-            lease.access_token, image.data, image.filename, image.content_type, lease.proxy
-        )
+        return await call()
     except UpstreamFailure as failure:
         if failure.kind not in (Kind.TIMEOUT, Kind.TRANSPORT):
             raise
-        # Uploads spend no quota: one that timed out or was cut is simply sent again.
         await ctx.emit("upload", "processing", f"Upload failed ({failure.describe()}); retrying")
-        media_id = await ctx.client.upload_image(
+    return await call()
+
+
+async def _upload_image(ctx: JobContext, lease: Lease, image: MediaInput, role: str) -> str:
+    """Upload the request's image; image-to-image and image-to-video wrap the id differently."""
+    await ctx.emit("upload", "started", f"Uploading the {role} image...")
+    media_id = await _upload(
+        ctx,
+        lambda: ctx.client.upload_image(
             lease.access_token, image.data, image.filename, image.content_type, lease.proxy
-        )
+        ),
+    )
     await ctx.emit(
         "upload", "completed", f"The {role} image is uploaded", details={"media_id": media_id}
     )
@@ -480,8 +486,10 @@ async def _create_character(ctx: JobContext, lease: Lease, *, public: bool) -> d
     opts = req.character
     at, proxy = lease.access_token, lease.proxy
     await ctx.emit("character_creation", "started", "Uploading the character video...")
-    cameo_id = await ctx.client.upload_cameo_video(
-        at, req.video.data, opts.get("timestamps", "0,3"), proxy
+    video = req.video
+    cameo_id = await _upload(
+        ctx,
+        lambda: ctx.client.upload_cameo_video(at, video.data, opts.get("timestamps", "0,3"), proxy),
     )
     await ctx.save_state(cameo_id=cameo_id)
     await ctx.emit(
