@@ -392,3 +392,28 @@ async def test_character_upload_cut_off_is_sent_again(client: TestClient, sim: S
     assert resp.status == 200, await resp.text()
     assert [c.status for c in sim.state.calls("POST", "/backend/characters/upload")] == [0, 200]
     assert len(sim.state.characters) == 1
+
+
+async def test_restart_right_after_the_task_id_was_written_follows_it(
+    sim: Sim, tmp_path: Path, aiohttp_client: Callable[..., Awaitable[TestClient]]
+) -> None:
+    sim.state.settings.video_seconds = 100_000
+    config = config_for(sim, tmp_path)
+    client = await aiohttp_client(create_app(config))
+    await add_token(client, sim.state.add_account())
+    resp, job_id = await _start(client, chat(MODEL["video"], "x", stream=True))
+    await _until(client, job_id, lambda r: r["phase"] == "polling")
+    resp.close()
+    await client.close()
+    # No upstream call separates `submitted` from `polling`: put the row where a crash between
+    # the two would have left it.
+    store = await Store.open(config.path(config.storage.db_path))
+    await store.execute("UPDATE jobs SET phase = 'submitted' WHERE id = ?", (job_id,))
+    await store.close()
+    sim.state.advance(2_000)
+    client2 = await aiohttp_client(create_app(config))
+    run = client2.app[keys.JOBS].run_of(job_id)
+    assert run is not None
+    await asyncio.wait_for(run.done.wait(), 30)
+    assert (await _row(client2, job_id))["status"] == "completed"
+    assert len(sim.state.calls("POST", CREATE["video"])) == 1
