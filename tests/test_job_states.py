@@ -417,3 +417,23 @@ async def test_restart_right_after_the_task_id_was_written_follows_it(
     await asyncio.wait_for(run.done.wait(), 30)
     assert (await _row(client2, job_id))["status"] == "completed"
     assert len(sim.state.calls("POST", CREATE["video"])) == 1
+
+
+@pytest.mark.parametrize("outage", [1, None])
+async def test_reconciliation_rides_out_a_list_error_or_names_it(
+    client: TestClient, sim: Sim, outage: int | None
+) -> None:
+    sim.state.settings.video_seconds = 20
+    await add_token(client, sim.state.add_account())
+    sim.state.inject("POST", CREATE["video"], "created_500")
+    # the watcher polls the same list later: this fault only concerns the lookup right after
+    sim.state.inject("GET", "/backend/nf/pending*", "502_html", times=outage)
+    resp = await client.post("/v1/chat/completions", json=chat(MODEL["video"], "x"), headers=KEY)
+    body = await resp.json()
+    assert len(sim.state.calls("POST", CREATE["video"])) == 1
+    if outage:
+        assert resp.status == 200, body
+        assert (await _row(client, body["job_id"]))["upstream_task_id"] in sim.state.tasks
+    else:
+        assert resp.status == 502, body
+        assert "task lists could not be read" in body["error"]["message"]

@@ -54,10 +54,18 @@ async def _candidates(
     at, proxy = str(tok.row["access_token"]), tok.row.get("proxy") or None
     if kind == "image":
         listed = [(str(x.get("id") or ""), x) for x in await ctx.client.recent_tasks(at, proxy)]
-    else:
-        listed = [(str(x.get("id") or ""), x) for x in await ctx.client.pending(at, proxy)]
-        drafts = await ctx.client.drafts(at, proxy, limit=_DRAFTS)
-        listed += [(str(d.get("task_id") or ""), d) for d in drafts]
+        return await _unowned(ctx, _matching(listed, prompt, since))
+    running = [(str(x.get("id") or ""), x) for x in await ctx.client.pending(at, proxy)]
+    found = await _unowned(ctx, _matching(running, prompt, since))
+    if found:
+        return found
+    # Not running (any more): a task that already finished is among the drafts.
+    drafts = await ctx.client.drafts(at, proxy, limit=_DRAFTS)
+    listed = [(str(d.get("task_id") or ""), d) for d in drafts]
+    return await _unowned(ctx, _matching(listed, prompt, since))
+
+
+def _matching(listed: list[tuple[str, dict[str, Any]]], prompt: str, since: float) -> list[str]:
     found: list[str] = []
     for task_id, item in listed:
         created = _created_at(item)
@@ -67,6 +75,10 @@ async def _candidates(
             continue
         if task_id not in found:
             found.append(task_id)
+    return found
+
+
+async def _unowned(ctx: JobContext, found: list[str]) -> list[str]:
     owned = await ctx.engine.owned_task_ids(found)
     return [t for t in found if t not in owned]
 
