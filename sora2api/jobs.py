@@ -419,10 +419,20 @@ class JobEngine:
         return True
 
     async def page(
-        self, kind: str, *, after: str | None = None, limit: int = 20, order: str = "desc"
+        self,
+        kind: str,
+        *,
+        after: str | None = None,
+        limit: int = 20,
+        order: str = "desc",
+        statuses: tuple[str, ...] | None = None,
     ) -> tuple[list[Row], bool]:
-        """One page of a kind's jobs, newest first (or oldest with order="asc"), and has_more."""
+        """One page of a kind's jobs (optionally only these statuses), newest first (or oldest
+        with order="asc"), and has_more."""
         where, params = "kind = ?", [kind]
+        if statuses:
+            where += f" AND status IN ({', '.join('?' for _ in statuses)})"
+            params += statuses
         if after:
             anchor = await self.get(after)
             op = "<" if order == "desc" else ">"

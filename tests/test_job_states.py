@@ -203,6 +203,12 @@ async def test_waiting_for_a_token_is_queued_everywhere(client: TestClient, sim:
     assert [j["id"] for j in listed["jobs"]] == [second_id]
     video = await (await client.get(f"/v1/videos/{second_id}", headers=KEY)).json()
     assert video["status"] == "queued"
+    for status, expected in (("queued", [second_id]), ("in_progress", [first_id])):
+        page = await (await client.get(f"/v1/videos?status={status}", headers=KEY)).json()
+        assert [v["id"] for v in page["data"]] == expected
+    bad = await client.get("/v1/videos?status=waiting", headers=KEY)
+    error = (await bad.json())["error"]
+    assert bad.status == 400 and error["param"] == "status" and "queued" in error["message"]
     assert (await client.post(f"/api/jobs/{second_id}/cancel", headers=admin)).status == 200
     row = await _row(client, second_id)
     assert (row["status"], row["phase"]) == ("cancelled", "cancelled")
