@@ -131,6 +131,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN cleanup TEXT;
     UPDATE jobs SET phase = CASE
         WHEN status IN ('completed', 'failed', 'cancelled') THEN status
+        WHEN NOT json_valid(state) THEN 'submitting'
         WHEN json_extract(state, '$.phase') = 'poll' THEN 'polling'
         WHEN json_extract(state, '$.phase') IS NOT NULL THEN 'submitting'
         ELSE 'queued' END;
