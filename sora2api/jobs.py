@@ -1,5 +1,6 @@
 """The job engine: every generation is a row written before the upstream is called, run by a task
-that no client can kill, followed by any number of readers, and resumed after a restart."""
+that no client can kill, followed by any number of readers, and resumed after a restart from the
+phase its row records (queued → submitting → submitted → polling → caching → a final one)."""
 
 from __future__ import annotations
 
