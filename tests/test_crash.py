@@ -136,7 +136,7 @@ async def test_sigkill_with_jobs_in_every_phase_then_restart(sim: Sim, tmp_path:
     # Tasks made before the kill run "forever" (1,000 s); the clock is advanced after the kill.
     state.settings.video_seconds = state.settings.image_seconds = 100_000
     state.settings.cameo_seconds = 10
-    account = state.add_account()
+    account = state.add_account(max_concurrent_videos=20)
     port = _free_port()
     db = tmp_path / "db.sqlite"
     server = Server(_config(sim, tmp_path, port), port, tmp_path / "server.log")
@@ -145,7 +145,7 @@ async def test_sigkill_with_jobs_in_every_phase_then_restart(sim: Sim, tmp_path:
         await server.start(http)
         async with http.post(
             server.base + "/api/tokens",
-            json={"token": account.access_token, "video_concurrency": 6, "image_concurrency": 1},
+            json={"token": account.access_token, "video_concurrency": 8, "image_concurrency": 1},
             headers=HEADERS,
         ) as resp:
             assert resp.status in (200, 201), await resp.text()
@@ -170,18 +170,22 @@ async def test_sigkill_with_jobs_in_every_phase_then_restart(sim: Sim, tmp_path:
         await _until_phase(db, jobs["caching"], "caching")
         state.settings.video_seconds = 100_000
 
-        # submitting: a create that made its task and one that did not, both without an answer
+        # submitting: creates that made their task and one that did not, none with an answer;
+        # of two jobs with the same prompt one is in flight, the other waits to send its create
+        # until the first has its task id (so neither could adopt the other's task)
         creates = sum(len(state.calls("POST", p)) for p in CREATES)
-        state.inject("POST", "/backend/nf/create", "created_hang")
+        state.inject("POST", "/backend/nf/create", "created_hang", times=2)
         jobs["submitting, created"] = await server.start_job(
             http, chat("sora-video-10s", "in flight, created")
         )
-        await _until_created(sim, creates + 1)
+        for twin in ("submitting, twin 1", "submitting, twin 2"):
+            jobs[twin] = await server.start_job(http, chat("sora-video-10s", "twin"))
+        await _until_created(sim, creates + 2)
         state.inject("POST", "/backend/nf/create", "hang")
         jobs["submitting, lost"] = await server.start_job(
             http, chat("sora-video-10s", "in flight, lost")
         )
-        await _until_created(sim, creates + 2)
+        await _until_created(sim, creates + 3)
         # submitting before any create: an upload in flight (its image is not kept)
         state.inject("POST", "/backend/uploads", "hang")
         upload = [
@@ -195,7 +199,7 @@ async def test_sigkill_with_jobs_in_every_phase_then_restart(sim: Sim, tmp_path:
                     break
                 await asyncio.sleep(0.05)
 
-        # queued: the image slot is taken, and so are the six video slots
+        # queued: the image slot is taken, and so are the eight video slots
         jobs["queued image"] = await server.start_job(http, chat("sora-image", "wait i"))
         jobs["queued video"] = await server.start_job(
             http, chat("sora-video-portrait-15s", "[5s]wait [10s]then go")
@@ -212,6 +216,8 @@ async def test_sigkill_with_jobs_in_every_phase_then_restart(sim: Sim, tmp_path:
             "polling character video": "polling",
             "caching": "caching",
             "submitting, created": "submitting",
+            "submitting, twin 1": "submitting",
+            "submitting, twin 2": "submitting",
             "submitting, lost": "submitting",
             "uploading": "submitting",
             "queued image": "queued",
@@ -246,6 +252,8 @@ async def test_sigkill_with_jobs_in_every_phase_then_restart(sim: Sim, tmp_path:
         "polling character video": "completed",
         "caching": "completed",
         "submitting, created": "completed",
+        "submitting, twin 1": "completed",
+        "submitting, twin 2": "completed",
         "submitting, lost": "failed",
         "uploading": "failed",
         "queued image": "completed",
@@ -259,8 +267,9 @@ async def test_sigkill_with_jobs_in_every_phase_then_restart(sim: Sim, tmp_path:
     assert sorted(r["upstream_task_id"] for r in with_task) == sorted(state.tasks)
     # exactly one create per job that reached the create call, none for the upload in flight
     prompts = Counter(str(e.json["prompt"]) for p in CREATES for e in state.calls("POST", p))
+    assert prompts.pop("twin") == 2
     assert set(prompts.values()) == {1}, prompts
-    assert len(prompts) == len(jobs) - 1
+    assert sum(prompts.values()) == len(jobs) - 3
     # the temporary character was deleted after the restart, and nothing is left to undo
     assert state.characters[character].deleted
     assert all(r["cleanup"] is None and r["phase"] in FINAL for r in after.values())
