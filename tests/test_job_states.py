@@ -82,6 +82,18 @@ async def test_created_fault_creates_the_task_then_answers_badly(sim: Sim, kind:
     assert sim.state.calls("POST", CREATE["video"])[0].fault == kind
 
 
+async def test_created_fault_on_a_refused_request_passes_the_refusal_on(sim: Sim) -> None:
+    sim.state.inject("POST", CREATE["video"], "created_500")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            sim.url + CREATE["video"], json={}, headers={"Authorization": "Bearer x"}
+        ) as resp,
+    ):
+        assert resp.status == 401  # the handler refused: nothing was created, nothing replaced
+    assert not sim.state.tasks
+
+
 # -- item 1: a create that may have reached the upstream is reconciled, never resent -----------
 
 
