@@ -25,7 +25,7 @@ ODD_DIGITS = ["\u00b2", "\u2460", "\u00b9\u00b2"]
 # int() accepts these (Arabic-Indic 9999): out of range wherever an id or count is expected.
 WIDE_NINES = "\u0669\u0669\u0669\u0669"
 
-WRONG_TYPES: list[Any] = [None, True, 0, -1, 1.5, 1e308, -(2**70), [], [1, "x"], {}, {"a": 1}]
+WRONG_TYPES: list[Any] = [None, True, 0, -1, 1.5, 1e308, 2**64 - 1, [], [1, "x"], {}, {"a": 1}]
 BAD_STRINGS: list[Any] = [
     "",
     " ",
@@ -214,6 +214,20 @@ def _garbage(rng: random.Random) -> tuple[bytes, dict[str, str]]:
     return _json({"\u00b2": HUGE[:100], "": None, "x" * 300: [{}] * 50}), json_ct
 
 
+_JUNK_KEYS = ["", "a", "\u00b2", "\U0001f408", "x" * 300, "__proto__", "$where", "0", "null"]
+
+
+def _random_json(rng: random.Random, depth: int, *, top: bool = False) -> Any:
+    """A random JSON value (an object when `top`) whose keys are never a real field name."""
+    if top or (depth > 0 and rng.random() < 0.4):
+        return {
+            rng.choice(_JUNK_KEYS): _random_json(rng, depth - 1) for _ in range(rng.randint(1, 4))
+        }
+    if depth > 0 and rng.random() < 0.3:
+        return [_random_json(rng, depth - 1) for _ in range(rng.randint(0, 3))]
+    return rng.choice([*WRONG_TYPES, *BAD_STRINGS, HUGE[: rng.randrange(1, 3000)]])
+
+
 def _form(rng: random.Random, base: dict[str, Any], bad: dict[str, list[str]]) -> bytes:
     """A multipart body: the base as text fields, one or two of them refused values."""
     fields = {k: str(v) for k, v in base.items()}
@@ -312,6 +326,18 @@ RICH = {
     ("POST", "/api/tokens"),
     ("PUT", "/api/admin/settings"),
 }
+# Bodies each create-like route accepts: sent only with a missing or wrong credential.
+VALID_BODIES: dict[str, Any] = {
+    "/v1/chat/completions": CHAT_BASE,
+    "/v1/videos": VIDEO_BASE,
+    "/v1/images/generations": IMAGE_BASE,
+    "/v1/images/edits": {**IMAGE_BASE, "image": PNG_B64},
+    "/v1/videos/characters": CHARACTER_BASE,
+    "/api/admin/apikey": {"api_key": "fuzz-key-0123456789"},
+    "/api/admin/password": {"old_password": "a-better-password", "new_password": "fuzz-pass-123"},
+    "/api/tokens/{id}": {"remark": "fuzzed"},
+    "/api/tokens/{id}/update": {"remark": "fuzzed"},
+}
 # Routes whose every well-authorised request is valid whatever the body: only fuzzed without
 # valid credentials (logout would end the fuzz's own session; test-all re-reads every account).
 UNAUTHORISED_ONLY = {("POST", "/api/logout"), ("POST", "/api/tokens/test-all")}
@@ -360,11 +386,18 @@ def cases(
         headers: dict[str, str] = {"Content-Type": "application/json"}
         body: bytes | None = None
         if method != "GET":
-            value = _authorised_body(rng, method, path, settings) if granted else None
-            if path in ("/v1/videos", "/v1/videos/characters") and granted and rng.random() < 0.3:
+            roll = rng.random()
+            if granted:
+                value = _authorised_body(rng, method, path, settings)
+            else:  # refused for its credential alone: a valid body proves the check comes first
+                value = VALID_BODIES.get(path) if roll < 0.5 else _random_json(rng, 3)
+            if path in ("/v1/videos", "/v1/videos/characters") and granted and roll < 0.3:
                 form_bad = VIDEO_FORM_BAD if path == "/v1/videos" else {"name": ["", "x" * 81]}
                 body, headers = _form(rng, VIDEO_BASE, form_bad), dict(_FORM_CT)
-            elif value is None or rng.random() < 0.25:
+            elif granted and roll < 0.45:
+                # Junk keys only: every body-reading route has a required field it lacks.
+                body = _json(_random_json(rng, 3, top=True))
+            elif value is None or roll > 0.8:
                 body, headers = _garbage(rng)
             else:
                 body = _json(value)

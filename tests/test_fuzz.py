@@ -21,7 +21,7 @@ from .fuzz_corpus import Case, cases
 from .helpers import add_token, admin_headers, chat, data_url
 
 SEED = 20261201
-REQUESTS = 2400
+REQUESTS = 3000
 PER_REQUEST_BOUND = 20.0  # seconds; generous for a loaded machine, still a bound
 # Every upstream call that spends quota or stores a file: a refused request must reach none.
 SPENDING = ("/backend/nf/create*", "/backend/video_gen", "/backend/uploads")
