@@ -109,6 +109,7 @@ VIDEO_BAD: dict[str, list[Any]] = {
     "input_reference": BAD_URLS,
     "style_id": ["glitter", 5, [1]],
     "remix_target_id": ["s_123", 5],
+    "characters": [5, [5], [{"id": 5}], ["a"] * 6, {"a": 1}, True],
 }
 VIDEO_FORM_BAD: dict[str, list[str]] = {
     "model": ["nope", "sora-image", "\u00b2"],
@@ -303,6 +304,8 @@ def _authorised_body(rng: random.Random, method: str, path: str, settings: dict[
         key = rng.choice([*settings, "nope.key", "upstream", "", "\u00b2.x"])
         value = rng.choice(SETTING_WRONG.get(settings.get(key, ""), [1, "x", None]))
         return rng.choice([{"values": {key: value}}, {"values": []}, {"values": {}}, {key: value}])
+    if path.endswith("/remix"):
+        return {"prompt": rng.choice([5, [], {}, "", "   ", None, True, HUGE]), "seconds": "10"}
     if path.endswith("/visibility"):
         return {"visibility": rng.choice(["secret", 5, [], None, "PUBLIC"])}
     if path.startswith("/api/tokens/{id}") and method in ("PUT", "POST"):
@@ -343,14 +346,35 @@ VALID_BODIES: dict[str, Any] = {
 UNAUTHORISED_ONLY = {("POST", "/api/logout"), ("POST", "/api/tokens/test-all")}
 # Routes that change what an existing id names without reading a body: nonexistent ids only.
 _ID_SAFE_BODY = {
+    ("POST", "/v1/videos/{id}/remix"),
+    ("POST", "/api/jobs/{id}/cancel"),  # every stored job has ended: a 409
     ("PUT", "/api/tokens/{id}"),
     ("POST", "/api/tokens/{id}/update"),
     ("POST", "/api/characters/{id}/visibility"),
 }
 
 
+def _real_ids(
+    path: str, token_ids: list[str], char_ids: list[str], job_ids: list[str]
+) -> list[str]:
+    """The stored ids a route's {id} names, if it takes one."""
+    if path.startswith(("/api/tokens/{id}", "/api/characters/by-token/")):
+        return token_ids
+    if path.startswith("/api/characters/{id}"):
+        return char_ids
+    if path.startswith(("/v1/", "/api/jobs/")) and "{id}" in path:
+        return job_ids
+    return []
+
+
 def cases(
-    seed: int, count: int, *, token_ids: list[str], char_ids: list[str], settings: dict[str, str]
+    seed: int,
+    count: int,
+    *,
+    token_ids: list[str],
+    char_ids: list[str],
+    job_ids: list[str],
+    settings: dict[str, str],
 ) -> list[Case]:
     """`count` requests spread over every route, reproducible from `seed`."""
     rng = random.Random(seed)
@@ -377,9 +401,10 @@ def cases(
             ids = [*BAD_NAMES, *BAD_STRINGS[1:]]
         if path == "/static/{name}":
             ids = BAD_NAMES
-        real = token_ids if path.startswith("/api/tokens/") else char_ids
-        if granted and (method, path) in _ID_SAFE_BODY and rng.random() < 0.5:
-            ids = real  # an existing id, with a body it must refuse
+        real = _real_ids(path, token_ids, char_ids, job_ids)
+        safe = method == "GET" or (method, path) in _ID_SAFE_BODY
+        if granted and real and safe and rng.random() < 0.5:
+            ids = real  # an existing id: read, or sent a body it must refuse
         url = _fill(rng, path, ids)
         if method == "GET" and rng.random() < 0.8:
             url += _query(rng)

@@ -57,7 +57,13 @@ async def _seed_state(client: TestClient, sim: Sim) -> dict[str, list[str]]:
     admin = await admin_headers(client)
     chars = (await (await client.get("/api/characters", headers=admin)).json())["characters"]
     assert chars, "the seed character was not stored"
-    return {"token_ids": token_ids, "char_ids": [str(c["id"]) for c in chars]}
+    jobs = (await (await client.get("/api/jobs", headers=admin)).json())["jobs"]
+    assert sorted(j["status"] for j in jobs) == ["completed", "completed", "completed", "failed"]
+    return {
+        "token_ids": token_ids,
+        "char_ids": [str(c["id"]) for c in chars],
+        "job_ids": [j["id"] for j in jobs],
+    }
 
 
 async def _snapshot(client: TestClient, admin: dict[str, str]) -> dict[str, Any]:
