@@ -47,13 +47,15 @@ CALLS = (
 CREATES = ("/backend/video_gen", "/backend/nf/create")
 # Kinds that say nothing about the account: they must never disable or invalidate a token.
 TRANSIENT_FOR_TOKEN = {"429", "429_concurrency", "heavy_load", "heavy_load_503", "403_cloudflare"}
+# The account itself is refused: the token is marked, the job moves on.
+TOKEN_REFUSED = {"401_invalidated", "401_expired", "401_unparseable"}
 # Answers to a create that do not prove the task was not made: resending could spend twice.
 CREATE_MAYBE_MADE = {"500", "502_html", "503_empty", "custom", "malformed_json", "empty_200"}
 CREATE_MAYBE_MADE |= {"missing_id", "hang", "reset"}
 # Poll answers that say nothing about the task: a spell of them longer than today's error limit.
 POLL_SPELL = 6
 # What a poll may end a job on: the account itself is refused (invalid, expired, region-blocked).
-POLL_TOKEN_VERDICT = {"401_invalidated", "401_expired", "401_unparseable", "403_country"}
+POLL_TOKEN_VERDICT = TOKEN_REFUSED | {"403_country"}
 # Poll faults a job survives today: connection trouble is retried, media kinds never fire.
 POLL_SURVIVED_TODAY = {"hang", "reset", "slow_first_byte", "disconnect", "length_mismatch"}
 # A media body that is not the file it claims to be.
@@ -86,7 +88,7 @@ def _marks(call: Call, kind: str) -> list[pytest.MarkDecorator]:
     return []
 
 
-def _IGNORED_BY(call: Call) -> set[str]:  # noqa: N802 - reads as a constant in _marks
+def _ignored_by(call: Call) -> set[str]:
     """Kinds a call never sees fire: media kinds outside a file download."""
     return set() if call.name.startswith("media") else {"disconnect", "length_mismatch"}
 
@@ -166,7 +168,7 @@ async def test_fault_matrix(make_client, sim: Sim, call: Call, kind: str) -> Non
     api = "images" if call.kind == "image" else "videos"
     job = await (await client.get(f"/v1/{api}/{job_id}", headers=KEY)).json()
     fired = [e for e in sim.state.journal if e.fault == kind]
-    if kind not in _IGNORED_BY(call):
+    if kind not in _ignored_by(call):
         assert fired, f"the {kind} fault never fired on {call.path}"
 
     if errors:  # a clear error: named, classified, and the job says the same
@@ -187,6 +189,9 @@ async def test_fault_matrix(make_client, sim: Sim, call: Call, kind: str) -> Non
     assert len(creates) <= 2  # at most once per token
     if len(creates) == 2:  # the retry went to the other token, never the one that failed
         assert creates[0].account_email != creates[1].account_email
+    if call.name.startswith("create") and kind in TRANSIENT_FOR_TOKEN | TOKEN_REFUSED:
+        # Refused before any task was made: the job is the other token's to finish.
+        assert not errors and len(creates) == 2, (errors, len(creates))
 
     tokens = await _tokens(client)
     assert all(t["busy"] == {"image": 0, "video": 0} for t in tokens), tokens
