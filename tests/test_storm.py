@@ -40,7 +40,8 @@ def _reasoning(frame: dict[str, Any]) -> dict[str, Any]:
 async def _one(client: TestClient, i: int, how: str, rng: random.Random) -> tuple[str, bool]:
     """One streaming client that leaves the way `how` says: the job id it saw (if any) and
     whether it left before the stream's end."""
-    body = chat("sora-image", f"storm cat {i}", stream=True)
+    model = "sora-video-10s" if i % 3 == 0 else "sora-image"  # a third are videos
+    body = chat(model, f"storm cat {i}", stream=True)
     resp = await client.post("/v1/chat/completions", json=body, headers=KEY)
     assert resp.status == 200, await resp.text()
     if how == "before_first_byte":
@@ -65,8 +66,12 @@ async def _one(client: TestClient, i: int, how: str, rng: random.Random) -> tupl
 async def test_disconnect_storm_loses_no_job_and_leaks_no_slot(make_client, sim: Sim) -> None:
     client = await make_client(generation={"queue_timeout": BOUND})
     sim.state.settings.image_seconds = 20  # 0.2 s at the fixture's time scale
+    sim.state.settings.video_seconds = 30
+    sim.state.settings.video_queue_seconds = 5
     for _ in range(TOKENS):
-        await add_token(client, sim.state.add_account(), image_concurrency=LIMIT)
+        await add_token(
+            client, sim.state.add_account(), image_concurrency=LIMIT, video_concurrency=LIMIT
+        )
     rng = random.Random(SEED)
     ways = rng.choices(
         ["before_first_byte", "mid_progress", "at_result", "to_the_end"],
@@ -78,7 +83,8 @@ async def test_disconnect_storm_loses_no_job_and_leaks_no_slot(make_client, sim:
 
     admin = await admin_headers(client)
     listing = await (await client.get("/api/jobs?limit=500", headers=admin)).json()
-    job_ids = [j["id"] for j in listing["jobs"]]
+    kinds = {j["id"]: j["kind"] for j in listing["jobs"]}
+    job_ids = list(kinds)
     assert len(job_ids) == JOBS, listing["count"]
     assert {s for s, _ in seen if s} <= set(job_ids)
     left = Counter(how for how, (_, early) in zip(ways, seen, strict=True) if early)
@@ -94,11 +100,13 @@ async def test_disconnect_storm_loses_no_job_and_leaks_no_slot(make_client, sim:
                 await run.done.wait()
     statuses: Counter[str] = Counter()
     for job_id in job_ids:
-        resp = await client.get(f"/v1/images/{job_id}", headers=KEY)
+        api = "videos" if kinds[job_id] == "video" else "images"
+        resp = await client.get(f"/v1/{api}/{job_id}", headers=KEY)
         statuses[(await resp.json())["status"]] += 1
     assert statuses == {"completed": JOBS}, statuses  # jobs lost: 0
-    creates = sim.state.calls("POST", "/backend/video_gen")
-    assert len(creates) == JOBS  # double creates: 0
+    images = sim.state.calls("POST", "/backend/video_gen")
+    videos = sim.state.calls("POST", "/backend/nf/create")
+    assert (len(videos), len(images)) == (JOBS // 3, JOBS - JOBS // 3)  # double creates: 0
     tokens = (await (await client.get("/api/tokens", headers=KEY)).json())["data"]
     assert [t["busy"] for t in tokens] == [{"image": 0, "video": 0}] * TOKENS  # leaked slots: 0
     assert all(t["status"] == "active" for t in tokens)
