@@ -149,7 +149,12 @@ async def _tokens(client: TestClient) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize(("call", "kind"), CASES)
 async def test_fault_matrix(make_client, sim: Sim, call: Call, kind: str) -> None:
-    client = await make_client(upstream={"request_timeout": 1.0, "poll_interval": 0.02})
+    client = await make_client(
+        upstream={"request_timeout": 1.0, "poll_interval": 0.02},
+        # Cooldowns (and any poll back-off built on them) in tenths of a second, so a spell of
+        # rate limits is waited out inside the bound.
+        pool={"cooldown_base": 0.05, "cooldown_max": 0.5},
+    )
     # A few polls per task at the fixture's time scale: 30 ms images, 70 ms videos.
     sim.state.settings.image_seconds = 3
     sim.state.settings.video_seconds = 5
