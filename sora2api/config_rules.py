@@ -43,8 +43,8 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("pool", "error_ban_threshold"): (0, 1000),
     ("pool", "refresh_window"): (60, 30 * _DAY),
     ("pool", "refresh_interval"): (0.05, _DAY),
-    ("pool", "cooldown_base"): (1, _DAY),
-    ("pool", "cooldown_max"): (1, 30 * _DAY),
+    ("pool", "cooldown_base"): (0.05, _DAY),
+    ("pool", "cooldown_max"): (0.05, 30 * _DAY),
     ("pool", "test_concurrency"): (1, 100),
 }
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

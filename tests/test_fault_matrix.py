@@ -61,40 +61,13 @@ POLL_SURVIVED_TODAY = {"hang", "reset", "slow_first_byte", "disconnect", "length
 # A media body that is not the file it claims to be.
 MEDIA_NOT_A_FILE = {"empty_200", "malformed_json", "missing_id"}
 
-_XFAIL_RESEND = pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 1: a create answered 5xx or malformed is resent; fixed on branch h1-jobs",
-)
-_XFAIL_POLL = pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 2: a spell of transient poll errors fails the job; fixed on branch "
-    "h2-watcher",
-)
-_XFAIL_MEDIA = pytest.mark.xfail(
-    strict=True,
-    reason="issue 9 item 12: a 200 media answer that is not a file completes the job; fixed on "
-    "branch h4-media",
-)
-
-
-def _marks(call: Call, kind: str) -> list[pytest.MarkDecorator]:
-    """The cases today's code fails, each fixed on another branch (remove after merging)."""
-    if call.name.startswith("create") and kind in CREATE_MAYBE_MADE - {"hang", "reset"}:
-        return [_XFAIL_RESEND]
-    if call.name.startswith("poll") and kind not in POLL_TOKEN_VERDICT | POLL_SURVIVED_TODAY:
-        return [_XFAIL_POLL]
-    if call.name.startswith("media") and kind in MEDIA_NOT_A_FILE:
-        return [_XFAIL_MEDIA]
-    return []
-
-
 def _ignored_by(call: Call) -> set[str]:
     """Kinds a call never sees fire: media kinds outside a file download."""
     return set() if call.name.startswith("media") else {"disconnect", "length_mismatch"}
 
 
 CASES = [
-    pytest.param(call, kind, id=f"{call.name}-{kind}", marks=_marks(call, kind))
+    pytest.param(call, kind, id=f"{call.name}-{kind}")
     for call in CALLS
     for kind in sorted(FAULT_KINDS)
 ]
@@ -150,7 +123,7 @@ async def _tokens(client: TestClient) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(("call", "kind"), CASES)
 async def test_fault_matrix(make_client, sim: Sim, call: Call, kind: str) -> None:
     client = await make_client(
-        upstream={"request_timeout": 1.0, "poll_interval": 0.02},
+        upstream={"request_timeout": 1.0, "poll_interval": 0.05},
         # Cooldowns (and any poll back-off built on them) in tenths of a second, so a spell of
         # rate limits is waited out inside the bound.
         pool={"cooldown_base": 0.05, "cooldown_max": 0.5},
