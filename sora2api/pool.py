@@ -115,8 +115,8 @@ class TokenPool:
     # -- state: every write of a token row goes through transition() ------------------------
 
     async def load(self) -> None:
-        rows = await self._store.fetchall("SELECT * FROM tokens ORDER BY id")
-        self._tokens = {int(r["id"]): TokenState(r) for r in rows}
+        rows = await self._store.tokens.all()
+        self._tokens = {r.id: TokenState(r.as_dict()) for r in rows}
 
     def _lock(self, token_id: int) -> asyncio.Lock:
         return self._locks.setdefault(token_id, asyncio.Lock())
@@ -143,7 +143,7 @@ class TokenPool:
             t.row.update(values)
             self._dispatch()
             try:
-                await self._store.update("tokens", "id", token_id, values)
+                await self._store.tokens.update(token_id, values)
             except Exception:
                 t.row.update(before)
                 self._dispatch()
@@ -156,11 +156,11 @@ class TokenPool:
 
     async def insert(self, values: Mapping[str, Any]) -> int:
         """Store a new token and take it into the pool."""
-        token_id = await self._store.insert("tokens", {"created_at": time.time(), **values})
+        token_id = await self._store.tokens.insert({"created_at": time.time(), **values})
         # Nobody knows the id before this returns, so nothing can race the read below.
-        row = await self._store.fetchone("SELECT * FROM tokens WHERE id = ?", (token_id,))
+        row = await self._store.tokens.get(token_id)
         assert row is not None
-        self._tokens[token_id] = TokenState(row)
+        self._tokens[token_id] = TokenState(row.as_dict())
         self._dispatch()
         return token_id
 
@@ -168,7 +168,7 @@ class TokenPool:
         """Remove a token for good (jobs holding it keep their slot until they end)."""
         async with self._lock(token_id):
             self.state(token_id)
-            await self._store.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
+            await self._store.tokens.delete(token_id)
             self._tokens.pop(token_id, None)
         self._locks.pop(token_id, None)
         self._dispatch()
@@ -176,13 +176,13 @@ class TokenPool:
     async def reload(self, token_id: int) -> None:
         """Re-read one row written to the database from outside the pool (tests, tools)."""
         async with self._lock(token_id):
-            row = await self._store.fetchone("SELECT * FROM tokens WHERE id = ?", (token_id,))
+            row = await self._store.tokens.get(token_id)
             if row is None:
                 self._tokens.pop(token_id, None)
             elif token_id in self._tokens:
-                self._tokens[token_id].row = row
+                self._tokens[token_id].row = row.as_dict()
             else:
-                self._tokens[token_id] = TokenState(row)
+                self._tokens[token_id] = TokenState(row.as_dict())
         self._dispatch()
 
     def state(self, token_id: int) -> TokenState:
