@@ -7,14 +7,19 @@ import ast
 import dataclasses
 import fnmatch
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
 
+from sora2api.config import Config
+from sora2api.pool import TokenPool
+from sora2api.settings import Settings
 from sora2api.store import CharacterRow, LogRow, SessionRow, Store, TokenRow
 from sora2api.store.migrations import MIGRATIONS
+from sora2api.transitions import constant
 
 PACKAGE = Path(__file__).resolve().parent.parent / "sora2api"
 
@@ -106,6 +111,24 @@ async def test_a_column_token_row_does_not_know_is_left_out(tmp_path: Path) -> N
         assert "x" not in row.as_dict()
     finally:
         await s.close()
+
+
+async def test_the_pool_replaces_its_frozen_row_on_a_change(store: Store) -> None:
+    pool = TokenPool(Settings(Config(), store), store)
+    first = await pool.insert({"access_token": "at-1", "email": "a@x.io"})
+    second = await pool.insert({"access_token": "at-2", "email": "b@x.io"})
+    before = pool.state(second).token
+    row = await pool.transition(second, constant({"name": "Bee", "video_concurrency": 3}))
+    after = pool.state(second).token
+    assert after is not before and before.name == ""  # the old row is never changed in place
+    assert (after.name, after.video_concurrency, row["name"]) == ("Bee", 3, "Bee")
+    assert pool.state(second).limit("video", Config().pool) == 3
+    assert await store.tokens.get(second) == after
+    # A write the database refuses (the email is another token's) leaves memory as stored.
+    with pytest.raises(sqlite3.IntegrityError):
+        await pool.transition(second, constant({"email": "a@x.io"}))
+    assert pool.state(second).token == after == await store.tokens.get(second)
+    assert pool.state(first).token.email == "a@x.io"
 
 
 # -- sessions and settings ---------------------------------------------------------------------
