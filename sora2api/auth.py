@@ -237,37 +237,25 @@ class Auth:
         token = secrets.token_urlsafe(32)
         now = time.time()
         expires = now + self._settings.current.auth.session_ttl_hours * 3600
-        await self._store.insert(
-            "admin_sessions",
-            {
-                "token_hash": hashlib.sha256(token.encode()).hexdigest(),
-                "username": username,
-                "created_at": now,
-                "expires_at": expires,
-                "client": client,
-            },
+        sessions = self._store.sessions
+        await sessions.add(
+            hashlib.sha256(token.encode()).hexdigest(), username, now, expires, client
         )
-        await self._store.execute("DELETE FROM admin_sessions WHERE expires_at < ?", (now,))
+        await sessions.delete_expired(now)
         return token, expires
 
     async def session(self, request: web.Request) -> AdminSession | None:
         token = bearer(request) or request.cookies.get("sora2api_session", "")
         if not token:
             return None
-        row = await self._store.fetchone(
-            "SELECT username, expires_at FROM admin_sessions WHERE token_hash = ?",
-            (hashlib.sha256(token.encode()).hexdigest(),),
-        )
-        if row is None or row["expires_at"] < time.time():
+        row = await self._store.sessions.get(hashlib.sha256(token.encode()).hexdigest())
+        if row is None or row.expires_at < time.time():
             return None
-        return AdminSession(row["username"], row["expires_at"])
+        return AdminSession(row.username, row.expires_at)
 
     async def logout(self, request: web.Request) -> None:
         token = bearer(request) or request.cookies.get("sora2api_session", "")
-        await self._store.execute(
-            "DELETE FROM admin_sessions WHERE token_hash = ?",
-            (hashlib.sha256(token.encode()).hexdigest(),),
-        )
+        await self._store.sessions.delete(hashlib.sha256(token.encode()).hexdigest())
 
     async def change_password(self, old: str, new: str, username: str | None = None) -> None:
         """Change the admin password (and optionally username); every session is revoked."""
@@ -291,4 +279,4 @@ class Auth:
         self._pw = pw
         self.admin_username = pw["username"]
         self.password_is_default = False
-        await self._store.execute("DELETE FROM admin_sessions")
+        await self._store.sessions.delete_all()

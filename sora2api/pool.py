@@ -9,12 +9,12 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import NotFoundError, UnavailableError
 from .settings import Settings
-from .store import Row, Store
+from .store import Row, Store, TokenRow
 from .transitions import Change, constant, reacted, succeeded
 from .upstream.errors import UpstreamFailure
 
@@ -25,17 +25,23 @@ KINDS = ("image", "video")
 
 @dataclass(slots=True)
 class TokenState:
-    """The pool's in-memory view of one tokens row plus its live slot counters."""
+    """The pool's in-memory view of one token: its row as stored (frozen; a change replaces it
+    whole, see TokenPool.transition) plus its live slot counters."""
 
-    row: Row
+    token: TokenRow
     busy: dict[str, int] = field(default_factory=lambda: {"image": 0, "video": 0})
 
     @property
     def id(self) -> int:
-        return int(self.row["id"])
+        return self.token.id
+
+    @property
+    def row(self) -> Row:
+        """A snapshot of the row by column name, for code that reads it that way."""
+        return self.token.as_dict()
 
     def limit(self, kind: str, defaults: Any) -> int:
-        own = self.row.get(f"{kind}_concurrency")
+        own = self.token.image_concurrency if kind == "image" else self.token.video_concurrency
         return (
             int(own)
             if own is not None and own >= 0
@@ -44,21 +50,21 @@ class TokenState:
 
     def ineligible(self, kind: str, now: float) -> str | None:
         """Why this token cannot take a `kind` job now (a category word), or None."""
-        r = self.row
-        if r["status"] == "disabled":
+        r = self.token
+        if r.status == "disabled":
             return "disabled"
-        if r["status"] in ("expired", "invalid"):
-            return str(r["status"])
-        if r.get("at_expires") and r["at_expires"] <= now:
+        if r.status in ("expired", "invalid"):
+            return r.status
+        if r.at_expires and r.at_expires <= now:
             return "expired"
-        if r.get("cooldown_until") and r["cooldown_until"] > now:
+        if r.cooldown_until and r.cooldown_until > now:
             return "cooling down"
-        if not r.get(f"{kind}_enabled", 1):
+        if not (r.image_enabled if kind == "image" else r.video_enabled):
             return f"{kind} disabled"
         if kind == "video":
-            if not r.get("sora2_supported"):
+            if not r.sora2_supported:
                 return "without Sora-2"
-            if r.get("quota_remaining") == 0 and (r.get("quota_resets_at") or 0) > now:
+            if r.quota_remaining == 0 and (r.quota_resets_at or 0) > now:
                 return "out of quota"
         return None
 
@@ -73,15 +79,15 @@ class Lease:
 
     @property
     def access_token(self) -> str:
-        return str(self.pool.state(self.token_id).row["access_token"])
+        return self.pool.state(self.token_id).token.access_token
 
     @property
     def proxy(self) -> str | None:
-        return self.pool.state(self.token_id).row.get("proxy") or None
+        return self.pool.state(self.token_id).token.proxy or None
 
     @property
     def email(self) -> str:
-        return str(self.pool.state(self.token_id).row.get("email") or "")
+        return self.pool.state(self.token_id).token.email or ""
 
 
 @dataclass(slots=True)
@@ -115,8 +121,8 @@ class TokenPool:
     # -- state: every write of a token row goes through transition() ------------------------
 
     async def load(self) -> None:
-        rows = await self._store.fetchall("SELECT * FROM tokens ORDER BY id")
-        self._tokens = {int(r["id"]): TokenState(r) for r in rows}
+        rows = await self._store.tokens.all()
+        self._tokens = {r.id: TokenState(r) for r in rows}
 
     def _lock(self, token_id: int) -> asyncio.Lock:
         return self._locks.setdefault(token_id, asyncio.Lock())
@@ -133,22 +139,22 @@ class TokenPool:
     async def _transition(self, token_id: int, change: Change) -> Row:
         async with self._lock(token_id):
             t = self.state(token_id)
-            values = change(dict(t.row))
+            before = t.token
+            values = change(before.as_dict())
             if not values:
-                return dict(t.row)
+                return before.as_dict()
             values["updated_at"] = time.time()
-            before = {k: t.row.get(k) for k in values}
             # Memory first, so leasing sees a disable or a cooldown at once; the lock keeps every
             # other writer out until the database has it too, and a refused write is undone.
-            t.row.update(values)
+            t.token = replace(before, **values)
             self._dispatch()
             try:
-                await self._store.update("tokens", "id", token_id, values)
+                await self._store.tokens.update(token_id, values)
             except Exception:
-                t.row.update(before)
+                t.token = before
                 self._dispatch()
                 raise
-            return dict(t.row)
+            return t.token.as_dict()
 
     async def update_row(self, token_id: int, values: Mapping[str, Any]) -> Row:
         """Write plain columns (credentials, account data, options); never the state columns."""
@@ -156,9 +162,9 @@ class TokenPool:
 
     async def insert(self, values: Mapping[str, Any]) -> int:
         """Store a new token and take it into the pool."""
-        token_id = await self._store.insert("tokens", {"created_at": time.time(), **values})
+        token_id = await self._store.tokens.insert({"created_at": time.time(), **values})
         # Nobody knows the id before this returns, so nothing can race the read below.
-        row = await self._store.fetchone("SELECT * FROM tokens WHERE id = ?", (token_id,))
+        row = await self._store.tokens.get(token_id)
         assert row is not None
         self._tokens[token_id] = TokenState(row)
         self._dispatch()
@@ -168,7 +174,7 @@ class TokenPool:
         """Remove a token for good (jobs holding it keep their slot until they end)."""
         async with self._lock(token_id):
             self.state(token_id)
-            await self._store.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
+            await self._store.tokens.delete(token_id)
             self._tokens.pop(token_id, None)
         self._locks.pop(token_id, None)
         self._dispatch()
@@ -176,11 +182,11 @@ class TokenPool:
     async def reload(self, token_id: int) -> None:
         """Re-read one row written to the database from outside the pool (tests, tools)."""
         async with self._lock(token_id):
-            row = await self._store.fetchone("SELECT * FROM tokens WHERE id = ?", (token_id,))
+            row = await self._store.tokens.get(token_id)
             if row is None:
                 self._tokens.pop(token_id, None)
             elif token_id in self._tokens:
-                self._tokens[token_id].row = row
+                self._tokens[token_id].token = row
             else:
                 self._tokens[token_id] = TokenState(row)
         self._dispatch()
@@ -215,9 +221,9 @@ class TokenPool:
             counts[word] = counts.get(word, 0) + 1
             until = None
             if word == "cooling down":
-                until = t.row["cooldown_until"]
+                until = t.token.cooldown_until
             elif word == "out of quota":
-                until = t.row.get("quota_resets_at")
+                until = t.token.quota_resets_at
             if until:
                 soonest[word] = min(soonest.get(word, until), until)
         parts = []

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -34,13 +35,6 @@ _FLUSH_DELAY = 0.25
 # Entries kept in memory while the database is slow; beyond this new entries are dropped.
 _MAX_PENDING = 10_000
 _MAX_PATH = 300
-# One statement per batch with the rows as one JSON array parameter: SQLite unpacks it itself.
-_INSERT = (
-    "INSERT INTO request_logs"
-    " (ts, method, path, status, duration_ms, key_hint, model, job_id, client, count)"
-    " SELECT value->>0, value->>1, value->>2, value->>3, round(value->>4, 2), value->>5, value->>6,"
-    " value->>7, value->>8, value->>9 FROM json_each(?)"
-)
 # The status noted when the client left before an answer could be sent (nginx's convention).
 CLIENT_CLOSED = 499
 
@@ -158,30 +152,15 @@ class RequestLog:
                 )
                 self.dropped = 0
             if batch:
-                await self._store.execute(_INSERT, ("[" + batch[:-1].decode() + "]",))
+                await self._store.request_log.insert_batch("[" + batch[:-1].decode() + "]")
 
     async def prune(self, now: float | None = None) -> int:
         """Apply [storage] log_max_days and log_max_rows in batches; returns the rows deleted."""
         cfg = self._settings.current.storage
         now = time.time() if now is None else now
-        deleted = await self._store.delete_batched(
-            "DELETE FROM request_logs WHERE id IN"
-            " (SELECT id FROM request_logs WHERE ts < ? LIMIT ?)",
-            (now - cfg.log_max_days * 86400,),
-        )
-        count = await self._store.fetchone("SELECT n FROM request_log_count")
-        if count is None or count["n"] <= cfg.log_max_rows:
-            return deleted  # under the bound: no need to walk the table to find the cut
-        newest_gone = await self._store.fetchone(
-            "SELECT id FROM request_logs ORDER BY id DESC LIMIT 1 OFFSET ?", (cfg.log_max_rows,)
-        )
-        if newest_gone is not None:
-            deleted += await self._store.delete_batched(
-                "DELETE FROM request_logs WHERE id IN"
-                " (SELECT id FROM request_logs WHERE id <= ? LIMIT ?)",
-                (newest_gone["id"],),
-            )
-        return deleted
+        table = self._store.request_log
+        deleted = await table.delete_before(now - cfg.log_max_days * 86400)
+        return deleted + await table.keep_newest(cfg.log_max_rows)
 
     async def run(self) -> None:
         """The background writer: flush shortly after entries arrive."""
@@ -198,20 +177,10 @@ class RequestLog:
     async def list(self, limit: int, offset: int) -> dict[str, Any]:
         """Newest first, joined with the job (outcome, token) and the token (masked email)."""
         await self.flush()
-        rows = await self._store.fetchall(
-            "SELECT l.id, l.ts, l.method, l.path, l.status, l.duration_ms, l.count, l.key_hint, l.model,"
-            " l.job_id, l.client, j.token_id, j.status AS job_status, j.error_code AS job_error_code,"
-            " j.error_message AS job_error, t.email AS token_email"
-            " FROM request_logs l LEFT JOIN jobs j ON j.id = l.job_id"
-            " LEFT JOIN tokens t ON t.id = j.token_id"
-            " ORDER BY l.id DESC LIMIT ? OFFSET ?",
-            (limit, offset),
-        )
-        for row in rows:
-            row["token_email"] = mask_email(row["token_email"])
-        # Kept by triggers: counting a million rows took longer than the page itself.
-        total = await self._store.fetchone("SELECT n FROM request_log_count")
-        return {"logs": rows, "total": total["n"] if total else 0, "limit": limit, "offset": offset}
+        rows = await self._store.request_log.page(limit, offset)
+        logs = [{**asdict(r), "token_email": mask_email(r.token_email)} for r in rows]
+        total = await self._store.request_log.count()
+        return {"logs": logs, "total": total, "limit": limit, "offset": offset}
 
 
 REQLOG = web.AppKey("sora2api.reqlog", RequestLog)

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-import orjson
 from aiohttp import web
 
 from .config import StorageConfig
@@ -23,7 +22,6 @@ from .viewcache import FINAL
 
 log = logging.getLogger(__name__)
 
-_FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(FINAL)) + ")"
 # Seconds a job stays after it finished, whatever the bounds: its client gets time to collect it.
 FINISHED_GRACE = 3600.0
 # Seconds between two retention passes.
@@ -43,39 +41,15 @@ async def prune_jobs(
 ) -> int:
     """Delete finished jobs older than job_max_days or beyond the newest job_max_rows, once
     they have been finished for FINISHED_GRACE seconds."""
+    jobs = store.job_reads
     nth = None
-    count = await store.fetchone("SELECT COALESCE(SUM(n), 0) AS n FROM job_counts")
     # Counted over every job, running ones too (those are kept anyway).
-    if cfg.job_max_rows and count is not None and count["n"] > cfg.job_max_rows:
-        row = await store.fetchone(
-            "SELECT created_at FROM jobs ORDER BY created_at DESC LIMIT 1 OFFSET ?",
-            (cfg.job_max_rows - 1,),
-        )
-        nth = row["created_at"] if row else None
+    if cfg.job_max_rows and await jobs.total() > cfg.job_max_rows:
+        nth = await jobs.nth_newest(cfg.job_max_rows)
     cutoff = _cutoff(now, cfg.job_max_days, nth)
     if cutoff is None:
         return 0
-    deleted = 0
-    while True:
-        rows = await store.fetchall(
-            f"SELECT id FROM jobs WHERE created_at < ? AND status IN {_FINAL_SQL}"
-            " AND COALESCE(completed_at, updated_at, created_at) < ? LIMIT ?",
-            (cutoff, now - FINISHED_GRACE, BATCH),
-        )
-        if not rows:
-            return deleted
-        ids = [r["id"] for r in rows]
-        # The status is checked again in the DELETE itself, though a finished job stays finished.
-        deleted += await store.execute(
-            f"DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
-            f" AND status IN {_FINAL_SQL}",
-            (orjson.dumps(ids).decode(),),
-        )
-        for job_id in ids:
-            forget(job_id)
-        if len(rows) < BATCH:
-            return deleted
-        await asyncio.sleep(0)
+    return await jobs.delete_finished(cutoff, now - FINISHED_GRACE, FINAL, BATCH, forget)
 
 
 async def prune_characters(store: Store, cfg: StorageConfig, now: float) -> int:
@@ -83,21 +57,11 @@ async def prune_characters(store: Store, cfg: StorageConfig, now: float) -> int:
     character_max_rows. A live character's row is kept: it is the panel's only handle on it."""
     nth = None
     if cfg.character_max_rows:
-        row = await store.fetchone(
-            "SELECT created_at FROM characters WHERE deleted = 1"
-            " ORDER BY created_at DESC LIMIT 1 OFFSET ?",
-            (cfg.character_max_rows - 1,),
-        )
-        nth = row["created_at"] if row else None
+        nth = await store.characters.nth_newest_deleted(cfg.character_max_rows)
     cutoff = _cutoff(now, cfg.character_max_days, nth)
     if cutoff is None:
         return 0
-    return await store.delete_batched(
-        "DELETE FROM characters WHERE id IN"
-        " (SELECT id FROM characters WHERE deleted = 1 AND created_at < ? LIMIT ?)",
-        (cutoff,),
-        BATCH,
-    )
+    return await store.characters.delete_deleted_before(cutoff, BATCH)
 
 
 class Retention:

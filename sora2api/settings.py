@@ -104,17 +104,12 @@ class Settings:
 
     async def load(self) -> None:
         """Read stored overrides; a stored value the program no longer accepts is skipped, not fatal."""
-        rows = await self._store.fetchall(
-            "SELECT key, value FROM settings WHERE key LIKE ?", (_PREFIX + "%",)
-        )
-        for row in rows:
-            section, _, key = row["key"][len(_PREFIX) :].partition(".")
+        for row in await self._store.settings.with_prefix(_PREFIX):
+            section, _, key = row.key[len(_PREFIX) :].partition(".")
             if key not in EDITABLE.get(section, ()):
                 continue
             try:
-                self._saved[(section, key)] = coerce(
-                    section, key, orjson.loads(row["value"]), "panel"
-                )
+                self._saved[(section, key)] = coerce(section, key, orjson.loads(row.value), "panel")
             except (ConfigError, orjson.JSONDecodeError) as exc:
                 log.warning("ignoring stored setting %s.%s: %s", section, key, exc)
         self._rebuild()
@@ -156,10 +151,8 @@ class Settings:
             section, key, why = problem
             raise BadRequestError(f"{section}.{key} {why}", param=f"{section}.{key}")
         for (section, key), value in parsed.items():
-            await self._store.execute(
-                "INSERT INTO settings (key, value) VALUES (?, ?) "
-                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                (f"{_PREFIX}{section}.{key}", orjson.dumps(value).decode()),
+            await self._store.settings.put(
+                f"{_PREFIX}{section}.{key}", orjson.dumps(value).decode()
             )
             self._saved[(section, key)] = value
         self._rebuild()
@@ -202,12 +195,8 @@ class Settings:
 
     async def get_value(self, key: str) -> Any:
         """A raw stored value outside the config model (admin credentials, API key)."""
-        row = await self._store.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
-        return orjson.loads(row["value"]) if row else None
+        raw = await self._store.settings.get(key)
+        return orjson.loads(raw) if raw is not None else None
 
     async def set_value(self, key: str, value: Any) -> None:
-        await self._store.execute(
-            "INSERT INTO settings (key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, orjson.dumps(value).decode()),
-        )
+        await self._store.settings.put(key, orjson.dumps(value).decode())

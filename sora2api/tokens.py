@@ -260,10 +260,7 @@ class TokenManager:
             claim(email)
         if "proxy" not in options and email:
             # Re-adding a known account: reach it through the proxy it already has.
-            known = await self._store.fetchone(
-                "SELECT proxy FROM tokens WHERE lower(email) = lower(?)", (email,)
-            )
-            proxy = (known or {}).get("proxy") or None
+            proxy = await self._store.tokens.proxy_of_email(email)
         base: dict[str, Any] = {"access_token": at, "at_expires": at_expires, "updated_at": now}
         if st:
             base["session_token"] = st
@@ -329,15 +326,11 @@ class TokenManager:
         An existing row takes `change` through the pool's one writer; a new one gets its values."""
         async with self._write_lock:
             if email:
-                existing = await self._store.fetchone(
-                    "SELECT id FROM tokens WHERE lower(email) = lower(?)", (email,)
-                )
+                existing = await self._store.tokens.id_by_email(email)
             else:
-                existing = await self._store.fetchone(
-                    "SELECT id FROM tokens WHERE access_token = ?", (at,)
-                )
+                existing = await self._store.tokens.id_by_access_token(at)
             if existing is not None:
-                token_id = int(existing["id"])
+                token_id = existing
                 await self._pool.transition(token_id, change)
                 return token_id, False
             # A new row: the change decides from what a fresh row holds.
@@ -788,11 +781,9 @@ class TokenManager:
         rt = (rt or "").strip()
         if not rt:
             raise BadRequestError("'rt' is required", param="rt")
-        stored = await self._store.fetchone(
-            "SELECT id, client_id FROM tokens WHERE refresh_token = ?", (rt,)
-        )
+        stored = await self._store.tokens.by_refresh_token(rt)
         if stored and not client_id:
-            client_id = stored.get("client_id")
+            client_id = stored.client_id
         try:
             data = await self._client.rt_to_at(rt, client_id or None, check_proxy(proxy) or None)
         except UpstreamFailure as f:
@@ -815,8 +806,8 @@ class TokenManager:
             # Otherwise the stored token would keep a refresh token that no longer works.
             extra = {"access_token": at, "at_expires": out["at_expires"]}
             with suppress(NotFoundError):
-                await self._pool.transition(int(stored["id"]), _replace_rt(rt, new_rt, extra))
-                out["updated_token_id"] = int(stored["id"])
+                await self._pool.transition(stored.id, _replace_rt(rt, new_rt, extra))
+                out["updated_token_id"] = stored.id
         return out
 
     async def test_proxy(self, proxy_url: str) -> dict[str, Any]:
@@ -952,30 +943,28 @@ class TokenManager:
 
     async def export(self, fmt: str = "json") -> list[dict[str, Any]] | str:
         """Every token with FULL secrets (callers must hold an admin session)."""
-        rows = await self._store.fetchall("SELECT * FROM tokens ORDER BY id")
+        rows = await self._store.tokens.all()
         if fmt == "text":
             # One credential per line, the one that lives longest and does not rotate first:
             # ST, else RT, else AT. parse_text() reads this back.
-            lines = [
-                r.get("session_token") or r.get("refresh_token") or r["access_token"] for r in rows
-            ]
+            lines = [r.session_token or r.refresh_token or r.access_token for r in rows]
             return "".join(f"{line}\n" for line in lines)
         if fmt != "json":
             raise BadRequestError("'format' must be json or text", param="format")
         return [
             {
-                "email": r.get("email"),
-                "access_token": r["access_token"],
-                "session_token": r.get("session_token") or None,
-                "refresh_token": r.get("refresh_token") or None,
-                "is_active": r["status"] != "disabled",
-                "image_enabled": bool(r.get("image_enabled")),
-                "video_enabled": bool(r.get("video_enabled")),
-                "image_concurrency": r.get("image_concurrency"),
-                "video_concurrency": r.get("video_concurrency"),
-                "remark": r.get("remark") or "",
-                "proxy": r.get("proxy") or "",
-                "client_id": r.get("client_id"),
+                "email": r.email,
+                "access_token": r.access_token,
+                "session_token": r.session_token or None,
+                "refresh_token": r.refresh_token or None,
+                "is_active": r.status != "disabled",
+                "image_enabled": bool(r.image_enabled),
+                "video_enabled": bool(r.video_enabled),
+                "image_concurrency": r.image_concurrency,
+                "video_concurrency": r.video_concurrency,
+                "remark": r.remark or "",
+                "proxy": r.proxy or "",
+                "client_id": r.client_id,
             }
             for r in rows
         ]

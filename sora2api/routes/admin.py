@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict
 from typing import Any
 
 import orjson
@@ -15,7 +16,7 @@ from ..auth import AdminSession, client_address, mask, mask_email
 from ..errors import BadRequestError, ConflictError, NotFoundError, json_response
 from ..jobs import ACTIVE, JobEngine
 from ..reqlog import REQLOG
-from ..store import Row, Store
+from ..store import CharacterRow, Row, Store
 from ..upstream.errors import Kind, UpstreamFailure
 from .common import query_int, read_object
 from .public import collect_stats, positive_int, start_of_today, upstream_error
@@ -214,7 +215,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 50, 1, 500)
     offset = query_int(request, "offset", 0, 0, 10**9)
     engine = request.app[keys.JOBS]
-    rows = await find_jobs(engine.store, status, kind, limit, offset)
+    rows = await engine.store.job_reads.page(status, kind, limit, offset, ACTIVE)
     jobs = [job_view(r, engine) for r in rows]
     return json_response({"jobs": jobs, "count": len(jobs), "limit": limit, "offset": offset})
 
@@ -247,7 +248,7 @@ async def list_characters(request: web.Request) -> web.Response:
     """GET /api/characters?token_id=&include_deleted=false"""
     token_id = positive_int(request.query.get("token_id"), "token_id")
     include_deleted = _bool_query(request, "include_deleted")
-    rows = await find_characters(request.app[keys.STORE], token_id, include_deleted)
+    rows = await request.app[keys.STORE].characters.find(token_id, include_deleted)
     return json_response({"characters": [character_view(r) for r in rows], "count": len(rows)})
 
 
@@ -255,8 +256,8 @@ async def characters_by_token(request: web.Request) -> web.Response:
     """GET /api/characters/by-token/{id}: the characters one token created (404 for no token)."""
     token_id = _path_id(request)
     request.app[keys.POOL].state(token_id)
-    rows = await find_characters(
-        request.app[keys.STORE], token_id, _bool_query(request, "include_deleted")
+    rows = await request.app[keys.STORE].characters.find(
+        token_id, _bool_query(request, "include_deleted")
     )
     return json_response({"characters": [character_view(r) for r in rows], "count": len(rows)})
 
@@ -290,61 +291,11 @@ async def delete_character(request: web.Request) -> web.Response:
 
 
 async def request_counts(store: Store) -> dict[str, int]:
-    # Totals kept by triggers, today's count from the ts index (one scan computing all three
-    # read every row).
-    row = await store.fetchone(
-        "SELECT n AS total, (SELECT COUNT(*) FROM request_logs WHERE ts >= ?) AS today,"
-        " errors FROM request_log_count",
-        (start_of_today(time.time()),),
-    )
-    return {k: int(v) for k, v in (row or {}).items()}
-
-
-async def find_jobs(
-    store: Store, status: str | None, kind: str | None, limit: int, offset: int
-) -> list[Row]:
-    where, params = [], []
-    if kind:
-        where.append("j.kind = ?")
-        params.append(kind)
-    if status and status != "active":
-        return await _jobs_page(store, [*where, "j.status = ?"], [*params, status], limit, offset)
-    # Running jobs first, then the others, each newest first: two queries that each walk an
-    # index (one ORDER BY on "is running" sorted the whole table for every page).
-    running_sql = f"j.status IN ({', '.join('?' for _ in ACTIVE)})"
-    running = await _jobs_page(store, [*where, running_sql], [*params, *ACTIVE], limit, offset)
-    if status == "active" or len(running) == limit:
-        return running
-    skipped = offset  # the offset fell inside the running jobs
-    if not running and offset:
-        count = await store.fetchone(
-            f"SELECT COUNT(*) AS n FROM jobs j WHERE {' AND '.join([*where, running_sql])}",
-            [*params, *ACTIVE],
-        )
-        skipped = int(count["n"]) if count else 0
-    rest_sql = f"j.status NOT IN ({', '.join('?' for _ in ACTIVE)})"
-    rest = await _jobs_page(
-        store, [*where, rest_sql], [*params, *ACTIVE], limit - len(running), offset - skipped
-    )
-    return running + rest
-
-
-async def _jobs_page(
-    store: Store, where: list[str], params: list[Any], limit: int, offset: int
-) -> list[Row]:
-    sql = "SELECT j.*, t.email AS token_email FROM jobs j LEFT JOIN tokens t ON t.id = j.token_id"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY j.created_at DESC LIMIT ? OFFSET ?"
-    return await store.fetchall(sql, [*params, limit, offset])
+    return asdict(await store.request_log.counts(start_of_today(time.time())))
 
 
 async def job_row(engine: JobEngine, job_id: str) -> Row:
-    row = await engine.store.fetchone(
-        "SELECT j.*, t.email AS token_email FROM jobs j LEFT JOIN tokens t ON t.id = j.token_id"
-        " WHERE j.id = ?",
-        (job_id,),
-    )
+    row = await engine.store.job_reads.with_email(job_id)
     if row is None:
         raise NotFoundError(f"No job with id {job_id!r}", param="id")
     return row
@@ -397,67 +348,50 @@ def job_view(row: Row, engine: JobEngine, *, detail: bool = False) -> dict[str, 
     return out
 
 
-async def find_characters(store: Store, token_id: int | None, include_deleted: bool) -> list[Row]:
-    where, params = [], []
-    if not include_deleted:
-        where.append("c.deleted = 0")
-    if token_id is not None:
-        where.append("c.token_id = ?")
-        params.append(token_id)
-    sql = "SELECT c.*, t.email AS token_email FROM characters c LEFT JOIN tokens t ON t.id = c.token_id"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return await store.fetchall(sql + " ORDER BY c.id DESC", params)
-
-
-async def character_row(store: Store, char_id: int) -> Row:
-    row = await store.fetchone(
-        "SELECT c.*, t.email AS token_email FROM characters c LEFT JOIN tokens t ON t.id = c.token_id"
-        " WHERE c.id = ?",
-        (char_id,),
-    )
+async def character_row(store: Store, char_id: int) -> CharacterRow:
+    row = await store.characters.get(char_id)
     if row is None:
         raise NotFoundError(f"No character with id {char_id}", param="id")
     return row
 
 
-def character_view(row: Row) -> dict[str, Any]:
+def character_view(row: CharacterRow) -> dict[str, Any]:
     return {
-        "id": row["id"],
-        "token_id": row.get("token_id"),
-        "token_email": mask_email(row.get("token_email")),
-        "cameo_id": row["cameo_id"],
-        "character_id": row.get("character_id"),
-        "username": row.get("username"),
-        "display_name": row.get("display_name"),
-        "visibility": row.get("visibility"),
-        "job_id": row.get("job_id"),
-        "deleted": bool(row.get("deleted")),
-        "created_at": row["created_at"],
+        "id": row.id,
+        "token_id": row.token_id,
+        "token_email": mask_email(row.token_email),
+        "cameo_id": row.cameo_id,
+        "character_id": row.character_id,
+        "username": row.username,
+        "display_name": row.display_name,
+        "visibility": row.visibility,
+        "job_id": row.job_id,
+        "deleted": bool(row.deleted),
+        "created_at": row.created_at,
     }
 
 
-async def set_visibility(app: web.Application, char_id: int, visibility: str) -> Row:
+async def set_visibility(app: web.Application, char_id: int, visibility: str) -> CharacterRow:
     store, pool = app[keys.STORE], app[keys.POOL]
     row = await character_row(store, char_id)
-    if row["deleted"]:
+    if row.deleted:
         raise ConflictError(f"Character {char_id} was deleted", code="character_deleted")
-    if row.get("token_id") is None or all(t.id != row["token_id"] for t in pool.tokens()):
+    if row.token_id is None or all(t.id != row.token_id for t in pool.tokens()):
         raise ConflictError(
-            f"Character {char_id} belongs to token {row.get('token_id')}, which no longer exists",
+            f"Character {char_id} belongs to token {row.token_id}, which no longer exists",
             code="token_missing",
         )
-    token = pool.state(int(row["token_id"]))
+    token = pool.state(row.token_id)
     try:
         await app[keys.CLIENT].update_cameo(
             str(token.row["access_token"]),
-            row["cameo_id"],
+            row.cameo_id,
             {"visibility": visibility},
             token.row.get("proxy") or None,
         )
     except UpstreamFailure as failure:
         raise await upstream_error(pool, token, failure) from None
-    await store.update("characters", "id", char_id, {"visibility": visibility})
+    await store.characters.set_visibility(char_id, visibility)
     return await character_row(store, char_id)
 
 
@@ -465,26 +399,26 @@ async def remove_character(app: web.Application, char_id: int) -> dict[str, Any]
     """Delete on Sora with the owning token, then mark the row; says what happened upstream."""
     store, pool = app[keys.STORE], app[keys.POOL]
     row = await character_row(store, char_id)
-    if row["deleted"]:
+    if row.deleted:
         return {"id": char_id, "upstream": "already_deleted", "message": "Already deleted"}
-    token = next((t for t in pool.tokens() if t.id == row.get("token_id")), None)
-    if not row.get("character_id"):
+    token = next((t for t in pool.tokens() if t.id == row.token_id), None)
+    if not row.character_id:
         upstream, message = "skipped", "The character was never finalized on Sora; removed here"
     elif token is None:
         upstream = "skipped"
         message = (
-            f"Its token ({row.get('token_id')}) no longer exists, so it could not be deleted on "
+            f"Its token ({row.token_id}) no longer exists, so it could not be deleted on "
             "Sora; removed here only"
         )
     else:
         try:
             await app[keys.CLIENT].delete_character(
-                str(token.row["access_token"]), row["character_id"], token.row.get("proxy") or None
+                str(token.row["access_token"]), row.character_id, token.row.get("proxy") or None
             )
             upstream, message = "deleted", "Deleted on Sora and here"
         except UpstreamFailure as failure:
             if failure.kind is not Kind.NOT_FOUND:
                 raise await upstream_error(pool, token, failure) from None
             upstream, message = "already_gone", "Sora no longer had it; removed here"
-    await store.update("characters", "id", char_id, {"deleted": 1})
+    await store.characters.mark_deleted(char_id)
     return {"id": char_id, "upstream": upstream, "message": message}

@@ -1,13 +1,52 @@
-"""All SQL lives behind the Store class: one aiosqlite connection, WAL, versioned migrations."""
+"""All SQL lives behind the Store class: one aiosqlite connection, WAL, versioned migrations,
+and one repository per table (store.tokens, store.sessions, ...) returning typed rows."""
 
 from __future__ import annotations
 
+import aiosqlite
+
 from .base import Row, StoreBase
+from .characters import CharacterRow, Characters
+from .job_reads import JobReads
 from .migrations import CURRENT_VERSION
+from .request_log import LogRow, RequestCounts, RequestLogs
+from .sessions import SessionRow, Sessions
+from .settings import SettingRow, SettingsTable
+from .stats import JobCount, Stats
+from .tokens import TokenRow, Tokens
 
 
 class Store(StoreBase):
-    """The one database handle of the application."""
+    """The one database handle of the application and its repositories."""
+
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        super().__init__(conn)
+        self.tokens = Tokens(self)
+        self.characters = Characters(self)
+        self.sessions = Sessions(self)
+        self.request_log = RequestLogs(self)
+        self.settings = SettingsTable(self)
+        self.stats = Stats(self)
+        # jobs repository: the panel's and retention's reads until store/jobs.py takes them.
+        self.job_reads = JobReads(self)
 
 
-__all__ = ["CURRENT_VERSION", "Row", "Store"]
+__all__ = [
+    "CURRENT_VERSION",
+    "CharacterRow",
+    "Characters",
+    "JobCount",
+    "JobReads",
+    "LogRow",
+    "RequestCounts",
+    "RequestLogs",
+    "Row",
+    "SessionRow",
+    "Sessions",
+    "SettingRow",
+    "SettingsTable",
+    "Stats",
+    "Store",
+    "TokenRow",
+    "Tokens",
+]
