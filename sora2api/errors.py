@@ -1,17 +1,11 @@
-"""Exceptions that carry their HTTP status, the one OpenAI error body, and the error middleware."""
+"""Exceptions that carry their HTTP status, the one OpenAI error body, the one failure mapping."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
-
-from . import keys
-
-log = logging.getLogger(__name__)
 
 
 class ApiError(Exception):
@@ -119,6 +113,7 @@ def json_response(
 
 
 def error_response(exc: ApiError) -> web.Response:
+    """The error as the client sees it: its status and the OpenAI envelope."""
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return json_response(exc.body(), status=exc.status, headers=headers)
 
@@ -133,7 +128,8 @@ _HTTP_TYPES = {
 }
 
 
-def _from_http_exception(exc: web.HTTPException) -> ApiError:
+def from_http_exception(exc: web.HTTPException) -> ApiError:
+    """The envelope's error for an aiohttp HTTP exception (no route, wrong method, body too big)."""
     cls = _HTTP_TYPES.get(exc.status, BadRequestError if exc.status < 500 else ApiError)
     if exc.status == 404:
         msg = "Not found: no route matches this path"
@@ -146,43 +142,3 @@ def _from_http_exception(exc: web.HTTPException) -> ApiError:
     err = cls(msg)
     err.status = exc.status
     return err
-
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Run a handler and turn every failure into the OpenAI error envelope with the right status.
-    A declared body over [security] max_body_mb is refused before anything reads it."""
-    try:
-        length = request.content_length
-        if length is not None:
-            limit = request.app[keys.CONFIG].security.max_body_mb * 1024 * 1024
-            if length > limit:
-                raise PayloadTooLargeError(
-                    f"Request body of {length} bytes is over the "
-                    f"{limit // (1024 * 1024)} MB limit ([security] max_body_mb)"
-                )
-        return await handler(request)
-    except ApiError as exc:
-        if exc.status >= 500:
-            log.warning("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
-        return error_response(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise  # redirects and 204s pass through
-        return error_response(_from_http_exception(exc))
-    except (ConnectionResetError, OSError) as exc:
-        if request.transport is None or request.transport.is_closing():
-            raise  # the client left; nothing can be sent
-        log.exception("unhandled I/O error on %s %s", request.method, request.path)
-        return error_response(ApiError(f"Internal error: {type(exc).__name__}"))
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(ApiError("Internal server error"))
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """`answer` as a middleware of its own (the service folds it into one layer, see app.py)."""
-    return await answer(request, handler)

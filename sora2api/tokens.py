@@ -11,16 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from aiohttp import web
-
-from . import keys
-from .auth import mask
 from .credentials import (
     OPTION_FIELDS,
     UNSET,
@@ -29,7 +25,6 @@ from .credentials import (
     check_options,
     check_proxy,
     clock_time,
-    mask_proxy,
     parse_json,
     parse_text,
     quota_values,
@@ -37,6 +32,8 @@ from .credentials import (
     username_candidates,
 )
 from .errors import ApiError, BadRequestError, NotFoundError, UpstreamError
+from .jwt import decode_jwt, jwt_email
+from .mask import mask, mask_proxy
 from .pool import TokenPool
 from .settings import Settings
 from .store import Row, Store
@@ -52,7 +49,7 @@ from .transitions import (
     refreshed,
     rejected,
 )
-from .upstream.client import SoraClient, decode_jwt, jwt_email
+from .upstream.client import SoraClient
 from .upstream.errors import Kind, UpstreamFailure
 
 log = logging.getLogger(__name__)
@@ -1117,15 +1114,3 @@ def _error_for(f: UpstreamFailure, message: str, param: str | None = None) -> Ap
     if f.kind in _CREDENTIAL_KINDS or f.kind in _REFUSED_KINDS:
         return BadRequestError(message, param=param, code=f.kind.value)
     return UpstreamError(message, param=param, code=f.kind.value)
-
-
-async def tokens_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context (after the pool): the TokenManager and its background refresh task."""
-    manager = TokenManager(app[keys.SETTINGS], app[keys.STORE], app[keys.CLIENT], app[keys.POOL])
-    app[keys.TOKENS] = manager
-    task = asyncio.create_task(manager.run_refresher(), name="sora2api.token-refresher")
-    yield
-    task.cancel()
-    with suppress(asyncio.CancelledError):
-        await task
-    await manager.close()

@@ -11,6 +11,7 @@ from .. import keys
 from ..errors import BadRequestError
 from ..flows.request import GenRequest
 from ..jobs import JobRun
+from ..reqlog import REQ_JOB_ID, REQ_MODEL
 
 
 async def read_json(request: web.Request) -> Any:
@@ -56,6 +57,6 @@ def optional_bool(body: dict[str, Any], name: str, default: bool = False) -> boo
 async def submit(request: web.Request, req: GenRequest, **options: Any) -> JobRun:
     """Start a job for this request and note its model and id for the request log."""
     run = await request.app[keys.JOBS].submit(req, **options)
-    request[keys.REQ_MODEL] = req.model.id
-    request[keys.REQ_JOB_ID] = run.job_id
+    request[REQ_MODEL] = req.model.id
+    request[REQ_JOB_ID] = run.job_id
     return run

@@ -15,8 +15,8 @@ from typing import Any
 from aiohttp import web
 
 from .. import keys
-from ..auth import mask_email
 from ..errors import ApiError, BadRequestError, NotFoundError, UpstreamError, json_response
+from ..mask import mask_email
 from ..pool import TokenPool, TokenState
 from ..store import Store
 from ..upstream.errors import Kind, UpstreamFailure
