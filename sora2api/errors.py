@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
+
+from .upstream.errors import Kind, UpstreamFailure
 
 
 class ApiError(Exception):
@@ -142,3 +144,58 @@ def from_http_exception(exc: web.HTTPException) -> ApiError:
     err = cls(msg)
     err.status = exc.status
     return err
+
+
+# -- the one failure -> HTTP mapping -------------------------------------------------------------
+
+
+class JobOutcome(Protocol):
+    """A failed job as jobs.JobFailed carries it: a code, the user's message, a policy flag."""
+
+    code: str
+    message: str
+    policy: bool
+
+
+# What the upstream refuses about input the client gave us (a credential being added or
+# converted, an invite code): the client's 400, not our 502.
+_INPUT_KINDS = frozenset(
+    {Kind.TOKEN_INVALID, Kind.TOKEN_EXPIRED, Kind.COUNTRY, Kind.BAD_REQUEST, Kind.NOT_FOUND}
+)
+_POLICY = "content_policy_violation"
+
+
+def as_api_error(
+    failure: UpstreamFailure | JobOutcome,
+    *,
+    message: str | None = None,
+    param: str | None = None,
+    caller_input: bool = False,
+) -> ApiError:
+    """The error a client sees for a failed upstream call or job, with the upstream's reason.
+
+    `message` replaces the default text (the failure's own description) when the caller names
+    the step; `caller_input` says the call carried the client's own credential or code, so what
+    the upstream refuses as invalid is a 400. A job that failed while generating is the
+    upstream's failure (502) unless its code says it is ours: no token, a restart, a timeout, a
+    cancel. A refused prompt is a 400 content_policy_violation wherever it shows.
+    """
+    if isinstance(failure, UpstreamFailure):
+        kind, text = failure.kind, message or failure.describe()
+        if kind is Kind.CONTENT_POLICY:
+            return BadRequestError(text, param=param, code=_POLICY)
+        if (caller_input and kind in _INPUT_KINDS) or kind is Kind.BAD_REQUEST:
+            return BadRequestError(text, param=param, code=kind.value)
+        if kind is Kind.NOT_FOUND:
+            return NotFoundError(text, param=param)
+        return UpstreamError(text, param=param, code=kind.value)
+    text = message or failure.message
+    if failure.policy:
+        return BadRequestError(text, param=param, code=_POLICY)
+    if failure.code in ("no_available_tokens", "server_restarting"):
+        return UnavailableError(text, param=param, code=failure.code)
+    if failure.code == "timeout":
+        return TimeoutError_(text, param=param)
+    if failure.code == "cancelled":
+        return ConflictError(text, param=param, code="job_cancelled")
+    return UpstreamError(text, param=param, code=failure.code)
