@@ -16,8 +16,8 @@ from ..jobs import JobEngine, JobFailed
 from ..reqlog import READY_JOB
 from ..store import Row
 from ..viewcache import FINAL
-from .common import submit
-from .videos import GoneError, live_progress, public_status, read_body, typed_job
+from .common import read_object, submit
+from .videos import GoneError, live_progress, public_status, typed_job
 
 
 async def _data(engine: JobEngine, row: Row, response_format: str) -> list[dict[str, Any]]:
@@ -45,7 +45,9 @@ def _size(row: Row) -> str | None:
 
 async def _generate(request: web.Request, *, edit: bool) -> web.Response:
     engine = request.app[keys.JOBS]
-    parsed = await parse_image_request(await read_body(request), request.app[keys.GUARD], edit=edit)
+    parsed = await parse_image_request(
+        await read_object(request, form=True), request.app[keys.GUARD], edit=edit
+    )
     run = await submit(request, parsed.req, api="images")
     try:
         await engine.wait(run, engine.job_timeout("image"))
