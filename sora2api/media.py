@@ -1,4 +1,5 @@
-"""The streaming media cache (every hop through the URL guard), its pruner and GET /tmp/{name}."""
+"""The streaming media cache (every hop through the URL guard) and its pruner; GET /tmp/{name} is
+routes/media.py."""
 
 from __future__ import annotations
 
