@@ -16,6 +16,7 @@ from .auth import Auth
 from .config import Config
 from .errors import ApiError, PayloadTooLargeError, error_response, from_http_exception
 from .flows.generate import resume_flow, run_flow
+from .flows.reconcile import undo_side_effects
 from .jobs import JobEngine
 from .media import MediaCache
 from .pool import TokenPool
@@ -184,6 +185,7 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         flow=run_flow,
         resume_flow=resume_flow,
         after_video=app[keys.TOKENS].refresh_quota,
+        undo=undo_side_effects,
     )
     app[keys.JOBS] = engine
     await engine.resume_all()

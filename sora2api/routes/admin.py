@@ -374,6 +374,8 @@ def job_view(row: Row, engine: JobEngine, *, detail: bool = False) -> dict[str, 
         "api": row.get("api"),
         "model": row["model"],
         "status": row["status"],
+        # The state-machine step (queued, submitting, submitted, polling, caching or final).
+        "phase": row.get("phase") or "",
         "progress": row.get("progress") or 0,
         "stage": row.get("stage") or "",
         "token_id": row.get("token_id"),

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import keys
 from ..errors import BadRequestError
@@ -87,9 +88,11 @@ async def _multipart_pairs(request: web.Request) -> list[tuple[str, Any]]:
             else:
                 pairs.append((key, value))
     # aiohttp's multipart parser reports a malformed body with ValueError (UnicodeDecodeError
-    # included), and a part whose charset Python does not know with LookupError.
-    except (ValueError, LookupError) as exc:
-        raise BadRequestError(f"The form body could not be parsed: {exc}") from None
+    # included), a part whose charset Python does not know with LookupError, and a part with
+    # broken headers with InvalidHeader (an HttpProcessingError).
+    except (ValueError, LookupError, HttpProcessingError) as exc:
+        reason = exc.message if isinstance(exc, HttpProcessingError) else exc
+        raise BadRequestError(f"The form body could not be parsed: {reason}") from None
     return pairs
 
 

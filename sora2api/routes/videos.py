@@ -76,9 +76,7 @@ def public_status(engine: JobEngine, row: Row) -> tuple[str, dict[str, str] | No
             "code": row.get("error_code") or "failed",
             "message": row.get("error_message") or "The generation failed",
         }
-    if status == "in_progress" and not row.get("upstream_task_id") and row["kind"] == "video":
-        # Waiting for a free token or uploading: nothing runs upstream yet.
-        return "queued", None
+    # "queued" is the job engine's own: waiting for a free token.
     return status, None
 
 
@@ -177,10 +175,25 @@ async def create_video(request: web.Request) -> web.Response:
     return _video_response(engine, await engine.get(run.job_id))
 
 
+# A public status and the job statuses it stands for (a cancelled job reads as failed).
+_LIST_STATUSES: dict[str, tuple[str, ...]] = {
+    "queued": ("queued",),
+    "in_progress": ("in_progress",),
+    "completed": ("completed",),
+    "failed": ("failed", "cancelled"),
+}
+
+
 async def list_videos(request: web.Request) -> web.Response:
-    """GET /v1/videos?after=&limit=&order=: every video job, chat-created ones included."""
+    """GET /v1/videos?after=&limit=&order=&status=: every video job, chat-created ones included."""
     engine = request.app[keys.JOBS]
     limit = query_int(request, "limit", 20, 1, 100)
+    status = request.query.get("status") or None
+    if status is not None and status not in _LIST_STATUSES:
+        raise BadRequestError(
+            f"Query parameter 'status' must be one of {', '.join(_LIST_STATUSES)}, got {status!r}",
+            param="status",
+        )
     order = request.query.get("order") or "desc"
     if order not in ("asc", "desc"):
         raise BadRequestError("Query parameter 'order' must be asc or desc", param="order")
@@ -195,7 +208,13 @@ async def list_videos(request: web.Request) -> web.Response:
         if anchor_kind != "video":
             raise BadRequestError(f"Unknown cursor 'after={after}': no such video", param="after")
     try:
-        rows, more = await engine.page("video", after=after, limit=limit, order=order)
+        rows, more = await engine.page(
+            "video",
+            after=after,
+            limit=limit,
+            order=order,
+            statuses=_LIST_STATUSES[status] if status else None,
+        )
     except NotFoundError:
         raise BadRequestError(
             f"Unknown cursor 'after={after}': no such video", param="after"

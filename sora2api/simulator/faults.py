@@ -49,7 +49,15 @@ MEDIA_KINDS = frozenset(
         "stall_body",
     }
 )
-FAULT_KINDS = RESPONSE_KINDS | CONNECTION_KINDS | MEDIA_KINDS
+# The request takes effect (a create makes its task and spends quota), then the answer is
+# replaced by the kind after the prefix: the answers that leave a client unsure whether its
+# create happened. A request the handler refuses (401, 429, ...) gets that refusal instead.
+CREATED_PREFIX = "created_"
+CREATED_KINDS = frozenset(
+    CREATED_PREFIX + k
+    for k in ("500", "502_html", "503_empty", "malformed_json", "empty_200", "missing_id")
+) | frozenset({"created_reset", "created_hang"})
+FAULT_KINDS = RESPONSE_KINDS | CONNECTION_KINDS | MEDIA_KINDS | CREATED_KINDS
 
 MAX_HANG_SECONDS = 600.0
 

@@ -181,6 +181,22 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX characters_token ON characters(token_id);
     CREATE INDEX characters_deleted ON characters(deleted, created_at);
     """,
+    # 6: jobs are an explicit state machine: `phase` is the step a restart resumes from, and
+    # `cleanup` lists the upstream side effects (temporary character, published post) still to
+    # undo. Active rows take their phase from the old state JSON.
+    """
+    ALTER TABLE jobs ADD COLUMN phase TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN cleanup TEXT;
+    UPDATE jobs SET phase = CASE
+        WHEN status IN ('completed', 'failed', 'cancelled') THEN status
+        WHEN NOT json_valid(state) THEN 'submitting'
+        WHEN json_extract(state, '$.phase') = 'poll' THEN 'polling'
+        WHEN json_extract(state, '$.phase') IS NOT NULL THEN 'submitting'
+        ELSE 'queued' END;
+    UPDATE jobs SET status = 'in_progress' WHERE status = 'queued' AND phase != 'queued';
+    CREATE INDEX jobs_phase ON jobs(phase);
+    CREATE INDEX jobs_cleanup ON jobs(id) WHERE cleanup IS NOT NULL;
+    """,
 )
 
 CURRENT_VERSION = len(MIGRATIONS)
