@@ -145,6 +145,37 @@ def test_only_the_app_and_the_routes_import_keys() -> None:
     assert importers == allowed, f"keys.py is imported outside app.py and routes/: {importers}"
 
 
+def _within(name: str, target: str) -> bool:
+    return name == target or name.startswith(f"{target}.")
+
+
+def _importers(graph: dict[str, set[str]], target: str) -> list[str]:
+    """Modules outside `target` (a module or a package) that import it or a module inside it."""
+    return sorted(
+        name
+        for name, deps in graph.items()
+        if not _within(name, target) and any(_within(d, target) for d in deps)
+    )
+
+
+def test_imports_point_down_from_the_entry_point() -> None:
+    graph = _graph()
+    assert _importers(graph, f"{PACKAGE}.app") == [f"{PACKAGE}.__main__"]
+    assert _importers(graph, f"{PACKAGE}.routes") == [f"{PACKAGE}.app"]
+    # The simulator is the upstream's contract, not a part of the service: neither imports the
+    # other, so a test against it proves the service and not a shared helper.
+    assert _importers(graph, f"{PACKAGE}.simulator") == []
+    simulator = f"{PACKAGE}.simulator"
+    outside = {
+        dep
+        for name, deps in graph.items()
+        if _within(name, simulator)
+        for dep in deps
+        if not _within(dep, simulator)
+    }
+    assert outside == set()
+
+
 @pytest.mark.parametrize("leaf", ["mask", "jwt", "upstream.errors", "keys"])
 def test_leaf_modules_import_nothing_from_the_package_that_imports_back(leaf: str) -> None:
     graph = _graph()
