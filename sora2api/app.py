@@ -14,21 +14,59 @@ from aiohttp import web
 from . import keys
 from .auth import Auth
 from .config import Config
-from .errors import answer
+from .errors import ApiError, PayloadTooLargeError, error_response, from_http_exception
 from .flows.generate import resume_flow, run_flow
 from .flows.reconcile import undo_side_effects
 from .jobs import JobEngine
-from .media import media_context
+from .media import MediaCache
 from .pool import TokenPool
-from .reqlog import CLIENT_CLOSED, LOGGED_PREFIXES, REQLOG, reqlog_ctx
+from .reqlog import CLIENT_CLOSED, LOGGED_PREFIXES, REQLOG, RequestLog
 from .retention import RETENTION, Retention
 from .routes import Handler, add_routes
 from .settings import Settings
 from .store import Store
-from .tokens import tokens_ctx
+from .tokens import TokenManager
 from .upstream.client import SoraClient
+from .urlguard import UrlGuard
 
 log = logging.getLogger(__name__)
+
+
+async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Run a handler and turn every failure into the OpenAI error envelope with the right status.
+    A declared body over [security] max_body_mb is refused before anything reads it."""
+    try:
+        length = request.content_length
+        if length is not None:
+            limit = request.app[keys.CONFIG].security.max_body_mb * 1024 * 1024
+            if length > limit:
+                raise PayloadTooLargeError(
+                    f"Request body of {length} bytes is over the "
+                    f"{limit // (1024 * 1024)} MB limit ([security] max_body_mb)"
+                )
+        return await handler(request)
+    except ApiError as exc:
+        if exc.status >= 500:
+            log.warning("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and 204s pass through
+        return error_response(from_http_exception(exc))
+    except (ConnectionResetError, OSError) as exc:
+        if request.transport is None or request.transport.is_closing():
+            raise  # the client left; nothing can be sent
+        log.exception("unhandled I/O error on %s %s", request.method, request.path)
+        return error_response(ApiError(f"Internal error: {type(exc).__name__}"))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(ApiError("Internal server error"))
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """`answer` as a middleware of its own (the service folds it into service_middleware)."""
+    return await answer(request, handler)
 
 
 @web.middleware
@@ -72,6 +110,23 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
+async def _reqlog_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The request log's writer task; a final flush on shutdown. Start-up does not wait for
+    pruning: the retention task does it in the background."""
+    auth = app[keys.AUTH]
+    reqlog = RequestLog(app[keys.STORE], app[keys.SETTINGS], keys.REQ_ADMIN, lambda: auth.api_key)
+    app[REQLOG] = reqlog
+    task = asyncio.create_task(reqlog.run(), name="sora2api.request-log")
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+    try:
+        await reqlog.flush()
+    except Exception:
+        log.exception("could not write the last request log entries")
+
+
 async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[keys.CONFIG]
     # No total timeout: video downloads and long polls are bounded by asyncio.timeout where they run.
@@ -87,11 +142,37 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
+async def media_context(app: web.Application) -> AsyncIterator[None]:
+    """The URL guard and the media cache, and the cache's pruner task while running."""
+    settings, session = app[keys.SETTINGS], app[keys.HTTP]
+    app[keys.GUARD] = UrlGuard(settings, session)
+    media = app[keys.MEDIA] = MediaCache(settings, session)
+    pruner = asyncio.create_task(media.run_pruner(), name="sora2api.media.pruner")
+    try:
+        yield
+    finally:
+        pruner.cancel()
+        with suppress(asyncio.CancelledError):
+            await pruner
+
+
 async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = TokenPool(app[keys.SETTINGS], app[keys.STORE])
     await pool.load()
     app[keys.POOL] = pool
     yield
+
+
+async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The TokenManager and its background refresh task."""
+    manager = TokenManager(app[keys.SETTINGS], app[keys.STORE], app[keys.CLIENT], app[keys.POOL])
+    app[keys.TOKENS] = manager
+    task = asyncio.create_task(manager.run_refresher(), name="sora2api.token-refresher")
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+    await manager.close()
 
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -139,11 +220,11 @@ def create_app(config: Config) -> web.Application:
     )
     app[keys.CONFIG] = config
     app.cleanup_ctx.append(_store_ctx)
-    app.cleanup_ctx.append(reqlog_ctx)  # batched request-log writer + retention
+    app.cleanup_ctx.append(_reqlog_ctx)  # batched request-log writer + retention
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(media_context)
     app.cleanup_ctx.append(_pool_ctx)
-    app.cleanup_ctx.append(tokens_ctx)  # TokenManager + background refresh task
+    app.cleanup_ctx.append(_tokens_ctx)  # TokenManager + background refresh task
     app.cleanup_ctx.append(_jobs_ctx)
     # Prunes jobs, deleted characters and request-log rows past their [storage] limits.
     app.cleanup_ctx.append(_retention_ctx)

@@ -14,7 +14,6 @@ from typing import Any
 
 from aiohttp import web
 
-from . import keys
 from .errors import AuthenticationError, BadRequestError, RateLimitError
 from .settings import Settings
 from .store import Store
@@ -24,21 +23,6 @@ log = logging.getLogger(__name__)
 DEFAULT_PASSWORD = "admin"
 _PW_KEY = "admin.password"
 _API_KEY = "auth.api_key"
-
-
-def mask(secret: str | None) -> str:
-    """The one way a secret is ever shown or logged: all but the last 4 characters hidden."""
-    if not secret:
-        return ""
-    return "…" + secret[-4:] if len(secret) > 8 else "…"
-
-
-def mask_email(email: str | None) -> str:
-    """An account email safe for listings and logs: the first two letters and the domain."""
-    if not email:
-        return ""
-    local, at, domain = email.partition("@")
-    return f"{local[: 2 if len(local) > 4 else 1]}***{at}{domain}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +60,10 @@ def _record_cost(record: dict[str, Any]) -> ScryptCost:
     return ScryptCost(int(record["n"]), int(record["r"]), int(record["p"]))
 
 
-def client_address(request: web.Request) -> str:
-    """The client's address: the peer, or behind a trusted reverse proxy the address it forwards."""
+def client_address(request: web.Request, trusted: str) -> str:
+    """The client's address: the peer, or behind a trusted reverse proxy (one of the comma-separated
+    `trusted`, [server] trusted_proxies) the address it forwards."""
     peer = request.remote or ""
-    trusted = request.app[keys.CONFIG].server.trusted_proxies
     if trusted and peer in {t.strip() for t in trusted.split(",")}:
         forwarded = request.headers.get("X-Forwarded-For", "")
         # The last hop is the one the trusted proxy added (clients can forge earlier ones).

@@ -9,13 +9,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import orjson
 
-from .auth import mask
 from .errors import ApiError, BadRequestError
-from .upstream.client import decode_jwt
+from .jwt import decode_jwt
+from .mask import mask_proxy
 
 
 class _Unset:
@@ -37,24 +37,6 @@ OPTION_FIELDS = (
     "video_concurrency",
 )
 _USERNAME_TRIES = 5
-
-
-def mask_proxy(proxy: str | None) -> str:
-    """A proxy URL safe to show: the password (if any) masked like every other secret."""
-    if not proxy:
-        return ""
-    try:
-        parts = urlsplit(proxy)
-        password = parts.password
-    except ValueError:
-        return mask(proxy)
-    if not password:
-        return proxy
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:{mask(password)}@{host}"))
 
 
 def check_proxy(value: Any, param: str = "proxy") -> str:

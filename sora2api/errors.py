@@ -1,17 +1,13 @@
-"""Exceptions that carry their HTTP status, the one OpenAI error body, and the error middleware."""
+"""Exceptions that carry their HTTP status, the one OpenAI error body, the one failure mapping."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from aiohttp import web
 
-from . import keys
-
-log = logging.getLogger(__name__)
+from .upstream.errors import Kind, UpstreamFailure
 
 
 class ApiError(Exception):
@@ -119,6 +115,7 @@ def json_response(
 
 
 def error_response(exc: ApiError) -> web.Response:
+    """The error as the client sees it: its status and the OpenAI envelope."""
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return json_response(exc.body(), status=exc.status, headers=headers)
 
@@ -133,7 +130,8 @@ _HTTP_TYPES = {
 }
 
 
-def _from_http_exception(exc: web.HTTPException) -> ApiError:
+def from_http_exception(exc: web.HTTPException) -> ApiError:
+    """The envelope's error for an aiohttp HTTP exception (no route, wrong method, body too big)."""
     cls = _HTTP_TYPES.get(exc.status, BadRequestError if exc.status < 500 else ApiError)
     if exc.status == 404:
         msg = "Not found: no route matches this path"
@@ -148,41 +146,56 @@ def _from_http_exception(exc: web.HTTPException) -> ApiError:
     return err
 
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# -- the one failure -> HTTP mapping -------------------------------------------------------------
 
 
-async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Run a handler and turn every failure into the OpenAI error envelope with the right status.
-    A declared body over [security] max_body_mb is refused before anything reads it."""
-    try:
-        length = request.content_length
-        if length is not None:
-            limit = request.app[keys.CONFIG].security.max_body_mb * 1024 * 1024
-            if length > limit:
-                raise PayloadTooLargeError(
-                    f"Request body of {length} bytes is over the "
-                    f"{limit // (1024 * 1024)} MB limit ([security] max_body_mb)"
-                )
-        return await handler(request)
-    except ApiError as exc:
-        if exc.status >= 500:
-            log.warning("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
-        return error_response(exc)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise  # redirects and 204s pass through
-        return error_response(_from_http_exception(exc))
-    except (ConnectionResetError, OSError) as exc:
-        if request.transport is None or request.transport.is_closing():
-            raise  # the client left; nothing can be sent
-        log.exception("unhandled I/O error on %s %s", request.method, request.path)
-        return error_response(ApiError(f"Internal error: {type(exc).__name__}"))
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(ApiError("Internal server error"))
+class JobOutcome(Protocol):
+    """A failed job as jobs.JobFailed carries it: a code, the user's message, a policy flag."""
+
+    code: str
+    message: str
+    policy: bool
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """`answer` as a middleware of its own (the service folds it into one layer, see app.py)."""
-    return await answer(request, handler)
+# What the upstream refuses about input the client gave us (a credential being added or
+# converted, an invite code): the client's 400, not our 502.
+_INPUT_KINDS = frozenset(
+    {Kind.TOKEN_INVALID, Kind.TOKEN_EXPIRED, Kind.COUNTRY, Kind.BAD_REQUEST, Kind.NOT_FOUND}
+)
+_POLICY = "content_policy_violation"
+
+
+def as_api_error(
+    failure: UpstreamFailure | JobOutcome,
+    *,
+    message: str | None = None,
+    param: str | None = None,
+    caller_input: bool = False,
+) -> ApiError:
+    """The error a client sees for a failed upstream call or job, with the upstream's reason.
+
+    `message` replaces the default text (the failure's own description) when the caller names
+    the step; `caller_input` says the call carried the client's own credential or code, so what
+    the upstream refuses as invalid is a 400. A job that failed while generating is the
+    upstream's failure (502) unless its code says it is ours: no token, a restart, a timeout, a
+    cancel. A refused prompt is a 400 content_policy_violation wherever it shows.
+    """
+    if isinstance(failure, UpstreamFailure):
+        kind, text = failure.kind, message or failure.describe()
+        if kind is Kind.CONTENT_POLICY:
+            return BadRequestError(text, param=param, code=_POLICY)
+        if (caller_input and kind in _INPUT_KINDS) or kind is Kind.BAD_REQUEST:
+            return BadRequestError(text, param=param, code=kind.value)
+        if kind is Kind.NOT_FOUND:
+            return NotFoundError(text, param=param)
+        return UpstreamError(text, param=param, code=kind.value)
+    text = message or failure.message
+    if failure.policy:
+        return BadRequestError(text, param=param, code=_POLICY)
+    if failure.code in ("no_available_tokens", "server_restarting"):
+        return UnavailableError(text, param=param, code=failure.code)
+    if failure.code == "timeout":
+        return TimeoutError_(text, param=param)
+    if failure.code == "cancelled":
+        return ConflictError(text, param=param, code="job_cancelled")
+    return UpstreamError(text, param=param, code=failure.code)

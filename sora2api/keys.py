@@ -1,4 +1,5 @@
-"""The application's typed state keys, in one place so modules never import each other for them."""
+"""The application's typed state keys. Only app.py and routes/ import this module (the types it
+names are imported for annotations only), so nothing below the routes depends on the app's shape."""
 
 from __future__ import annotations
 
@@ -6,16 +7,17 @@ from typing import TYPE_CHECKING
 
 from aiohttp import ClientSession, web
 
-if TYPE_CHECKING:  # the annotations name the types; importing them here would form cycles
+if TYPE_CHECKING:  # only annotations: keys.py stays cheap to import
     from .auth import AdminSession, Auth
     from .config import Config
     from .jobs import JobEngine
-    from .media import MediaCache, UrlGuard
+    from .media import MediaCache
     from .pool import TokenPool
     from .settings import Settings
     from .store import Store
     from .tokens import TokenManager
     from .upstream.client import SoraClient
+    from .urlguard import UrlGuard
 
 CONFIG: web.AppKey[Config] = web.AppKey("sora2api.config")
 STORE: web.AppKey[Store] = web.AppKey("sora2api.store")
@@ -29,9 +31,6 @@ POOL: web.AppKey[TokenPool] = web.AppKey("sora2api.pool")
 TOKENS: web.AppKey[TokenManager] = web.AppKey("sora2api.tokens")
 JOBS: web.AppKey[JobEngine] = web.AppKey("sora2api.jobs")
 
-# Per-request values (aiohttp 3.14 wants typed keys here too). Handlers set them; the request
-# log reads them.
-REQ_MODEL = web.RequestKey("sora2api.model", str)
-REQ_JOB_ID = web.RequestKey("sora2api.job_id", str)
-# The admin session of a request authenticated by one (absent for API-key requests).
+# Per-request values (aiohttp 3.14 wants typed keys here too); those the request log reads
+# live in reqlog.py. The admin session of a request authenticated by one (absent for API-key requests).
 REQ_ADMIN: web.RequestKey[AdminSession] = web.RequestKey("sora2api.admin_session")

@@ -1,4 +1,5 @@
-"""The streaming media cache (every hop through the URL guard), its pruner and GET /tmp/{name}."""
+"""The streaming media cache (every hop through the URL guard) and its pruner; GET /tmp/{name} is
+routes/media.py."""
 
 from __future__ import annotations
 
@@ -17,14 +18,11 @@ from types import MappingProxyType
 from typing import Final
 
 import aiohttp
-from aiohttp import web
 from yarl import URL
 
-from . import keys
 from .errors import (
     ApiError,
     BadRequestError,
-    NotFoundError,
     PayloadTooLargeError,
     TimeoutError_,
     UpstreamError,
@@ -57,8 +55,6 @@ __all__ = [
     "check_url",
     "display_url",
     "is_public_address",
-    "media_context",
-    "serve_media",
 ]
 
 log = logging.getLogger(__name__)
@@ -461,41 +457,6 @@ def _write_atomic(path: Path, data: bytes) -> None:
     finally:
         with contextlib.suppress(FileNotFoundError):
             part.unlink()
-
-
-async def serve_media(request: web.Request) -> web.StreamResponse:
-    """GET /tmp/{name}: a cached file for anyone holding the link, with Range and sendfile."""
-    media = request.app[keys.MEDIA]
-    name = request.match_info["name"]
-    path = media.resolve(name)
-    expires = media.expires_at(name)
-    if path is None or expires is None:
-        raise NotFoundError("Media file not found or expired")
-    # Caches may keep the file exactly as long as we serve it, never past its expiry.
-    max_age = max(0, int(expires - time.time()))
-    ext = name.rsplit(".", 1)[1]
-    return web.FileResponse(
-        path,
-        headers={
-            "Cache-Control": f"public, max-age={max_age}",
-            "Content-Type": CONTENT_TYPES[ext],
-            "X-Content-Type-Options": "nosniff",
-        },
-    )
-
-
-async def media_context(app: web.Application) -> AsyncIterator[None]:
-    """cleanup_ctx entry: the URL guard and the media cache, and the pruner task while running."""
-    settings, session = app[keys.SETTINGS], app[keys.HTTP]
-    app[keys.GUARD] = UrlGuard(settings, session)
-    media = app[keys.MEDIA] = MediaCache(settings, session)
-    pruner = asyncio.create_task(media.run_pruner(), name="sora2api.media.pruner")
-    try:
-        yield
-    finally:
-        pruner.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pruner
 
 
 _SNIFF_BYTES: Final = 12  # enough for every signature sniff.media_type knows

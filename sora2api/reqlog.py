@@ -13,16 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from . import keys
-from .auth import bearer, client_address, mask, mask_email
+from .auth import bearer, client_address
+from .mask import mask, mask_email
 from .settings import Settings
 from .store import Store
 
@@ -44,6 +43,9 @@ Entry = tuple[float, str, str, int, float, str, str, str | None, str, int]
 # are counted like model listings (one row per flush per path, key and client), because pollers
 # repeat them every few seconds and a row each would cost more than the answer itself.
 READY_JOB = web.RequestKey("sora2api.ready_job", str)
+# Set by the routes that start a job: the row names its model and job.
+REQ_MODEL = web.RequestKey("sora2api.model", str)
+REQ_JOB_ID = web.RequestKey("sora2api.job_id", str)
 
 
 class RequestLog:
@@ -84,8 +86,8 @@ class RequestLog:
                 self._note_ready(request, ready, started)
                 return
             session = request.get(self._admin_key)
-            model = request.get(keys.REQ_MODEL)
-            job_id = request.get(keys.REQ_JOB_ID)
+            model = request.get(REQ_MODEL)
+            job_id = request.get(REQ_JOB_ID)
         self.record(
             (
                 time.time(),
@@ -96,7 +98,7 @@ class RequestLog:
                 f"admin:{session.username}" if session is not None else mask(bearer(request)),
                 model or "",
                 job_id,
-                client_address(request),
+                client_address(request, self._settings.current.server.trusted_proxies),
                 1,
             )
         )
@@ -112,7 +114,7 @@ class RequestLog:
         key = (
             request.path[:_MAX_PATH],
             bearer(request),
-            client_address(request),
+            client_address(request, self._settings.current.server.trusted_proxies),
             job_id,
         )
         ms = (time.perf_counter() - started) * 1000
@@ -184,21 +186,3 @@ class RequestLog:
 
 
 REQLOG = web.AppKey("sora2api.reqlog", RequestLog)
-
-
-async def reqlog_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context (after the store): the writer task; a final flush on shutdown. Start-up
-    does not wait for pruning: the retention task does it in the background."""
-
-    auth = app[keys.AUTH]
-    reqlog = RequestLog(app[keys.STORE], app[keys.SETTINGS], keys.REQ_ADMIN, lambda: auth.api_key)
-    app[REQLOG] = reqlog
-    task = asyncio.create_task(reqlog.run(), name="sora2api.request-log")
-    yield
-    task.cancel()
-    with suppress(asyncio.CancelledError):
-        await task
-    try:
-        await reqlog.flush()
-    except Exception:
-        log.exception("could not write the last request log entries")

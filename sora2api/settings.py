@@ -24,6 +24,7 @@ from .config import (
 )
 from .config_rules import RANGES
 from .errors import BadRequestError
+from .mask import mask, mask_proxy
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -76,10 +77,6 @@ _PREFIX = "cfg."
 
 def shown_value(section: str, key: str, value: Any) -> Any:
     """A setting's value as any answer or log may show it: secrets through the one mask."""
-    # Late: auth and credentials import this module. mask() is the one way a secret is shown.
-    from .auth import mask
-    from .credentials import mask_proxy
-
     if (section, key) in SECRET_FIELDS:
         return mask(value)
     if (section, key) in _URL_FIELDS:

@@ -11,16 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from aiohttp import web
-
-from . import keys
-from .auth import mask
 from .credentials import (
     OPTION_FIELDS,
     UNSET,
@@ -29,14 +25,15 @@ from .credentials import (
     check_options,
     check_proxy,
     clock_time,
-    mask_proxy,
     parse_json,
     parse_text,
     quota_values,
     unmistakable_kind,
     username_candidates,
 )
-from .errors import ApiError, BadRequestError, NotFoundError, UpstreamError
+from .errors import ApiError, BadRequestError, NotFoundError, as_api_error
+from .jwt import decode_jwt, jwt_email
+from .mask import mask, mask_proxy
 from .pool import TokenPool
 from .settings import Settings
 from .store import Row, Store
@@ -52,15 +49,13 @@ from .transitions import (
     refreshed,
     rejected,
 )
-from .upstream.client import SoraClient, decode_jwt, jwt_email
+from .upstream.client import SoraClient
 from .upstream.errors import Kind, UpstreamFailure
 
 log = logging.getLogger(__name__)
 
 # Failures that say the credential itself is bad (adding fails with 400, testing marks it).
 _CREDENTIAL_KINDS = frozenset({Kind.TOKEN_INVALID, Kind.TOKEN_EXPIRED, Kind.COUNTRY})
-# Failures that say our request was refused: also the caller's problem, so 400.
-_REFUSED_KINDS = frozenset({Kind.BAD_REQUEST, Kind.NOT_FOUND})
 _REFRESH_FAILED = "Refresh failed: "
 # Seconds before a token whose refresh failed is tried again by the background task.
 _REFRESH_RETRY = 3600.0
@@ -204,7 +199,7 @@ class TokenManager:
                 errors.append(("oauth/token", f))
         last = errors[-1][1]
         text = "; ".join(f"at step '{s}': {reason_of(f)}" for s, f in errors)
-        raise _error_for(last, f"{verb} failed {text}")
+        raise as_api_error(last, message=f"{verb} failed {text}", caller_input=True)
 
     async def _add(
         self,
@@ -290,7 +285,7 @@ class TokenManager:
                     f"token {token_id}, "
                     + (f"marked {status})" if status != "active" else "which stays active)")
                 )
-            raise _error_for(sf.failure, message) from None
+            raise as_api_error(sf.failure, message=message, caller_input=True) from None
         email = probe.email or email
         if claim is not None and email:
             claim(email)
@@ -712,7 +707,12 @@ class TokenManager:
         try:
             res = await self._client.invite_accept(at, code, proxy)
         except UpstreamFailure as f:
-            raise _error_for(f, f"Activation failed: {reason_of(f)}", param="invite_code") from None
+            raise as_api_error(
+                f,
+                message=f"Activation failed: {reason_of(f)}",
+                param="invite_code",
+                caller_input=True,
+            ) from None
         if not isinstance(res, dict) or not (res.get("success") or res.get("already_accepted")):
             raise BadRequestError(
                 f"Sora did not accept the invite code: {str(res)[:200]}", param="invite_code"
@@ -760,8 +760,11 @@ class TokenManager:
         try:
             data = await self._client.st_to_at(st, check_proxy(proxy) or None)
         except UpstreamFailure as f:
-            raise _error_for(
-                f, f"Converting the session token failed: {reason_of(f)}", param="st"
+            raise as_api_error(
+                f,
+                message=f"Converting the session token failed: {reason_of(f)}",
+                param="st",
+                caller_input=True,
             ) from None
         at = str(data["accessToken"])
         claims = self._claims(at, "auth/session")
@@ -787,8 +790,11 @@ class TokenManager:
         try:
             data = await self._client.rt_to_at(rt, client_id or None, check_proxy(proxy) or None)
         except UpstreamFailure as f:
-            raise _error_for(
-                f, f"Converting the refresh token failed: {reason_of(f)}", param="rt"
+            raise as_api_error(
+                f,
+                message=f"Converting the refresh token failed: {reason_of(f)}",
+                param="rt",
+                caller_input=True,
             ) from None
         at = str(data["access_token"])
         claims = self._claims(at, "oauth/token")
@@ -1099,22 +1105,3 @@ def _not_activated(f: UpstreamFailure) -> bool:
         and "unauthorized" in f.message.lower()
         and f.code not in ("token_invalidated", "token_expired")
     )
-
-
-def _error_for(f: UpstreamFailure, message: str, param: str | None = None) -> ApiError:
-    """400 when the credential or request is at fault, 502 when the upstream is."""
-    if f.kind in _CREDENTIAL_KINDS or f.kind in _REFUSED_KINDS:
-        return BadRequestError(message, param=param, code=f.kind.value)
-    return UpstreamError(message, param=param, code=f.kind.value)
-
-
-async def tokens_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context (after the pool): the TokenManager and its background refresh task."""
-    manager = TokenManager(app[keys.SETTINGS], app[keys.STORE], app[keys.CLIENT], app[keys.POOL])
-    app[keys.TOKENS] = manager
-    task = asyncio.create_task(manager.run_refresher(), name="sora2api.token-refresher")
-    yield
-    task.cancel()
-    with suppress(asyncio.CancelledError):
-        await task
-    await manager.close()

@@ -12,10 +12,11 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sora2api import keys
-from sora2api.auth import mask
+from sora2api.mask import mask
 from sora2api.reqlog import REQLOG
 from sora2api.retention import RETENTION
 from sora2api.simulator import mp4_bytes
+from sora2api.simulator.backend import Backend
 
 from .conftest import API_KEY, KEY, Sim
 from .helpers import add_token, chat, data_url, final_result, read_sse
@@ -619,7 +620,9 @@ async def test_character_already_gone_upstream_is_fine(
     await add_token(admin, account)
     made = await _make_character(admin, sim, "gone_cat")
     char = (await (await admin.get("/api/characters", headers=session)).json())["characters"][0]
-    sim.state.backend.delete_character(account, made["character_id"])  # the user deleted it on Sora
+    Backend(sim.state).delete_character(
+        account, made["character_id"]
+    )  # the user deleted it on Sora
     body = await (await admin.delete(f"/api/characters/{char['id']}", headers=session)).json()
     assert body["upstream"] == "already_gone"
     row = await admin.app[keys.STORE].fetchone(

@@ -20,13 +20,13 @@ from aiohttp.test_utils import TestClient, TestServer, unused_port
 from yarl import URL
 
 from sora2api import keys
+from sora2api.app import error_middleware, media_context
 from sora2api.config import build_config
 from sora2api.errors import (
     BadRequestError,
     PayloadTooLargeError,
     TimeoutError_,
     UpstreamError,
-    error_middleware,
 )
 from sora2api.media import (
     IPAddress,
@@ -34,9 +34,8 @@ from sora2api.media import (
     UrlGuard,
     check_url,
     is_public_address,
-    media_context,
-    serve_media,
 )
+from sora2api.routes.media import serve_media
 from sora2api.settings import Settings
 from sora2api.store import Store
 

@@ -14,8 +14,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from sora2api import keys
-from sora2api.credentials import classify_credential, mask_proxy, parse_text, quota_values
+from sora2api.credentials import classify_credential, parse_text, quota_values
 from sora2api.keys import TOKENS
+from sora2api.mask import mask_proxy
 
 from .conftest import KEY, Sim
 from .helpers import admin_headers

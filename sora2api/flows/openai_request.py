@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ..errors import BadRequestError, ConflictError, NotFoundError, UpstreamError
+from ..errors import BadRequestError, ConflictError, NotFoundError, as_api_error
 from ..media import UrlGuard
 from ..models import MODELS, Model
 from ..sniff import image_type, video_type
@@ -393,9 +393,10 @@ async def share_id(engine: JobEngine, row: Row) -> str:
         )
     except UpstreamFailure as failure:
         await engine.pool.report_failure(int(token_id), failure)
-        raise UpstreamError(
-            f"Publishing {row['id']} on Sora (needed to remix it) failed: {failure.describe()}",
-            code=failure.kind.value,
+        raise as_api_error(
+            failure,
+            message=f"Publishing {row['id']} on Sora (needed to remix it) failed: "
+            f"{failure.describe()}",
         ) from None
     # The job is finished, so no flow writes its state any more: read-modify-write is safe.
     state["share_post_id"] = post_id

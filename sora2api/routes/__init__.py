@@ -10,9 +10,9 @@ from aiohttp import web
 
 from .. import keys
 from ..errors import AuthenticationError, PermissionError_
-from ..media import serve_media
 from . import admin, basic, chat, images, panel, public, videos
 from . import tokens as token_routes
+from .media import serve_media
 
 Auth = Literal["public", "key", "key_or_admin", "admin"]
 # The admin session of a request, when it came with one (absent for API-key-only access).

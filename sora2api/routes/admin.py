@@ -12,9 +12,10 @@ import orjson
 from aiohttp import web
 
 from .. import keys
-from ..auth import AdminSession, client_address, mask, mask_email
+from ..auth import AdminSession, client_address
 from ..errors import BadRequestError, ConflictError, NotFoundError, json_response
 from ..jobs import ACTIVE, JobEngine
+from ..mask import mask, mask_email
 from ..reqlog import REQLOG
 from ..store import CharacterRow, Row, Store
 from ..upstream.errors import Kind, UpstreamFailure
@@ -72,7 +73,9 @@ async def login(request: web.Request) -> web.Response:
     username = _string(body, "username") or ""
     password = _string(body, "password") or ""
     auth = request.app[keys.AUTH]
-    token, expires_at = await auth.login(username, password, client_address(request))
+    token, expires_at = await auth.login(
+        username, password, client_address(request, request.app[keys.CONFIG].server.trusted_proxies)
+    )
     response = json_response(
         {
             "success": True,

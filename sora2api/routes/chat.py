@@ -8,14 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import keys
-from ..errors import (
-    ApiError,
-    ConflictError,
-    TimeoutError_,
-    UnavailableError,
-    UpstreamError,
-    json_response,
-)
+from ..errors import TimeoutError_, as_api_error, json_response
 from ..flows.request import parse_chat
 from ..flows.results import error_result, render_content
 from ..jobs import Event, JobFailed, JobRun
@@ -39,17 +32,6 @@ def _chunk(
     if finish is not None:
         out["usage"] = {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1}
     return out
-
-
-def failure_error(err: JobFailed) -> ApiError:
-    """The HTTP error for a failed job (non-streaming callers get a real status)."""
-    if err.code in ("no_available_tokens", "server_restarting"):
-        return UnavailableError(err.message, code=err.code)
-    if err.code in ("timeout",):
-        return TimeoutError_(err.message)
-    if err.code == "cancelled":
-        return ConflictError(err.message, code="job_cancelled")
-    return UpstreamError(err.message, code=err.code)
 
 
 def final_content(run: JobRun, content_format: str) -> str | None:
@@ -107,7 +89,7 @@ async def _stream(request: web.Request, run: JobRun, model: str) -> web.StreamRe
         failed = failed or Event("error", "error", err.message)
         # A readable line for chat UIs, then the error frame the OpenAI SDK raises on.
         await send(resp, chunk(f"Generation failed: {err.message}", failed, "stop"))
-        await send(resp, frame(failure_error(err).body()))
+        await send(resp, frame(as_api_error(err).body()))
     await send(resp, DONE)
     return resp
 
@@ -123,7 +105,7 @@ async def _wait(request: web.Request, run: JobRun, model: str) -> web.Response:
         ) from None
     content = final_content(run, settings.generation.content_format)
     if content is None:
-        raise failure_error(
+        raise as_api_error(
             run.error or JobFailed("internal_error", "The job ended without a result")
         )
     return json_response(

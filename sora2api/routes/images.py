@@ -10,22 +10,14 @@ import orjson
 from aiohttp import web
 
 from .. import keys
-from ..errors import ApiError, BadRequestError, TimeoutError_, json_response
+from ..errors import BadRequestError, TimeoutError_, as_api_error, json_response
 from ..flows.openai_request import parse_image_request, row_spec
 from ..jobs import JobEngine, JobFailed
 from ..reqlog import READY_JOB
 from ..store import Row
 from ..viewcache import FINAL
-from .chat import failure_error
-from .common import submit
-from .videos import GoneError, live_progress, public_status, read_body, typed_job
-
-
-def _image_error(err: JobFailed) -> ApiError:
-    # OpenAI answers a refused prompt with a 400 content_policy_violation, not a server error.
-    if err.policy:
-        return BadRequestError(err.message, code="content_policy_violation")
-    return failure_error(err)
+from .common import read_object, submit
+from .videos import GoneError, live_progress, public_status, typed_job
 
 
 async def _data(engine: JobEngine, row: Row, response_format: str) -> list[dict[str, Any]]:
@@ -53,7 +45,9 @@ def _size(row: Row) -> str | None:
 
 async def _generate(request: web.Request, *, edit: bool) -> web.Response:
     engine = request.app[keys.JOBS]
-    parsed = await parse_image_request(await read_body(request), request.app[keys.GUARD], edit=edit)
+    parsed = await parse_image_request(
+        await read_object(request, form=True), request.app[keys.GUARD], edit=edit
+    )
     run = await submit(request, parsed.req, api="images")
     try:
         await engine.wait(run, engine.job_timeout("image"))
@@ -62,7 +56,7 @@ async def _generate(request: web.Request, *, edit: bool) -> web.Response:
             f"Job {run.job_id} is still running; fetch it later with GET /v1/images/{run.job_id}"
         ) from None
     if run.error is not None or run.result is None:
-        raise _image_error(
+        raise as_api_error(
             run.error or JobFailed("internal_error", "The job ended without a result")
         )
     row = await engine.get(run.job_id)

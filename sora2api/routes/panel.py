@@ -9,8 +9,8 @@ from typing import Final
 from aiohttp import web
 
 from .. import keys
-from ..auth import mask
 from ..errors import NotFoundError, PermissionError_, json_response
+from ..mask import mask
 
 WEB_DIR: Final = Path(__file__).resolve().parent.parent / "web"
 

@@ -15,11 +15,17 @@ from typing import Any
 from aiohttp import web
 
 from .. import keys
-from ..auth import mask_email
-from ..errors import ApiError, BadRequestError, NotFoundError, UpstreamError, json_response
+from ..errors import (
+    ApiError,
+    BadRequestError,
+    UpstreamError,
+    as_api_error,
+    json_response,
+)
+from ..mask import mask_email
 from ..pool import TokenPool, TokenState
 from ..store import Store
-from ..upstream.errors import Kind, UpstreamFailure
+from ..upstream.errors import UpstreamFailure
 from .common import query_int
 
 INTENTS = ("users", "cameo")
@@ -68,11 +74,7 @@ async def upstream_error(pool: TokenPool, token: TokenState, failure: UpstreamFa
     if failure.token_reaction in _READ_REACTIONS:
         await pool.report_failure(token.id, failure)
     message = f"{failure.describe()} [token {token.id}, {mask_email(token.row.get('email'))}]"
-    if failure.kind is Kind.NOT_FOUND:
-        return NotFoundError(message)
-    if failure.kind is Kind.BAD_REQUEST:
-        return BadRequestError(message, code=failure.kind.value)
-    return UpstreamError(message, code=failure.kind.value)
+    return as_api_error(failure, message=message)
 
 
 async def _fetch(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from .. import keys
 from ..credentials import OPTION_FIELDS, UNSET, check_credential_text, check_proxy
 from ..errors import BadRequestError, PermissionError_, json_response
 from ..tokens import TokenManager
+from .common import read_json, read_object, read_text
 
 # Fields POST /api/tokens accepts; proxy_url is the reference's name for proxy.
 _ADD_FIELDS = frozenset(
@@ -32,20 +32,6 @@ _ADD_FIELDS = frozenset(
 
 def _manager(request: web.Request) -> TokenManager:
     return request.app[keys.TOKENS]
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    """The JSON object body; an empty body is {}."""
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"Request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadRequestError("Request body must be a JSON object")
-    return data
 
 
 def _str(body: dict[str, Any], name: str) -> str | None:
@@ -96,7 +82,7 @@ async def get_token(request: web.Request) -> web.Response:
 
 
 async def add_token(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_object(request, empty_ok=True)
     unknown = sorted(set(body) - _ADD_FIELDS)
     if unknown:
         raise BadRequestError(
@@ -152,7 +138,7 @@ async def test_all(request: web.Request) -> web.Response:
 
 
 async def test_proxy(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_object(request, empty_ok=True)
     proxy = _str(body, "proxy") or _str(body, "proxy_url") or ""
     return json_response(await _manager(request).test_proxy(proxy))
 
@@ -176,7 +162,7 @@ async def disable_token(request: web.Request) -> web.Response:
 
 async def update_token(request: web.Request) -> web.Response:
     token_id = _token_id(request)
-    body = await _body(request)
+    body = await read_object(request, empty_ok=True)
     if "proxy_url" in body and "proxy" not in body:
         body["proxy"] = body.pop("proxy_url")
     manager = _manager(request)
@@ -186,7 +172,7 @@ async def update_token(request: web.Request) -> web.Response:
 
 async def activate_token(request: web.Request) -> web.Response:
     token_id = _token_id(request)
-    body = await _body(request)
+    body = await read_object(request, empty_ok=True)
     code = _str(body, "invite_code") or request.query.get("invite_code", "")
     return json_response(await _manager(request).activate(token_id, code))
 
@@ -196,13 +182,13 @@ async def refresh_token(request: web.Request) -> web.Response:
 
 
 async def st2at(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_object(request, empty_ok=True)
     result = await _manager(request).st2at(_credential(body, "st") or "", _str(body, "proxy"))
     return json_response({"success": True, **result})
 
 
 async def rt2at(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await read_object(request, empty_ok=True)
     result = await _manager(request).rt2at(
         _credential(body, "rt") or "", _credential(body, "client_id"), _str(body, "proxy")
     )
@@ -212,19 +198,11 @@ async def rt2at(request: web.Request) -> web.Response:
 async def import_tokens(request: web.Request) -> web.Response:
     """JSON {"format": "json"|"text", "data": ...}, a bare JSON list, or a text/plain body."""
     manager = _manager(request)
-    raw = await request.read()
     if request.content_type != "application/json":
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise BadRequestError("The import body is not UTF-8 text") from None
-        stripped = text.lstrip()
-        if not stripped.startswith(("[", "{")):
+        text = await read_text(request)
+        if not text.lstrip().startswith(("[", "{")):
             return json_response(await manager.import_text(text))
-    try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequestError(f"Request body is not valid JSON: {exc}") from None
+    data = await read_json(request)
     if isinstance(data, list):
         return json_response(await manager.import_json(data))
     if not isinstance(data, dict):

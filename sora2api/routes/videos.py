@@ -6,18 +6,15 @@ GET /v1/videos/{id} and /content, so a client whose stream broke can pick up its
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import keys
 from ..errors import ApiError, BadRequestError, ConflictError, NotFoundError, json_response
 from ..flows.openai_request import (
     ORIENTATION_SIZE,
-    Upload,
     parse_character_create,
     parse_video_create,
     remix_request,
@@ -36,50 +33,12 @@ from .common import query_int, read_object, submit
 # the upstream itself is polled every few seconds.
 _POLL_AFTER_MS = "2000"
 _VARIANTS = ("video", "thumbnail", "spritesheet")
-_NESTED = re.compile(r"([^\[\]]+)\[([^\[\]]+)\]")
 
 
 class GoneError(ApiError):
     status = 410
     type = "invalid_request_error"
     code = "media_expired"
-
-
-async def read_body(request: web.Request) -> dict[str, Any]:
-    """A JSON object, or a multipart / url-encoded form as one dict (file parts become Upload).
-    The OpenAI SDK's form encoding is undone: a repeated field or one named `x[]` becomes a
-    list, and `x[key]` fields (an object such as input_reference) become a dict."""
-    if request.content_type not in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        return await read_object(request)
-    try:
-        form = await request.post()
-    # aiohttp's multipart parser reports a malformed body with ValueError, a part whose charset
-    # Python does not know with LookupError, and a part with broken headers with InvalidHeader.
-    except (ValueError, LookupError, HttpProcessingError) as exc:
-        reason = exc.message if isinstance(exc, HttpProcessingError) else exc
-        raise BadRequestError(f"The form body could not be parsed: {reason}") from None
-    out: dict[str, Any] = {}
-    for key in dict.fromkeys(form.keys()):
-        values: list[Any] = []
-        for value in form.getall(key):
-            if isinstance(value, web.FileField):
-                with value.file as f:  # a temporary file: closed here, not left to the GC
-                    values.append(Upload(f.read(), value.filename, value.content_type))
-            else:
-                values.append(value)
-        nested = _NESTED.fullmatch(key)
-        if nested is not None:
-            parent = out.setdefault(nested[1], {})
-            if isinstance(parent, dict):
-                parent[nested[2]] = values[0]
-            continue
-        name = key.removesuffix("[]")
-        if key.endswith("[]") or len(values) > 1 or name in out:
-            previous = out.get(name, [])
-            out[name] = [*(previous if isinstance(previous, list) else [previous]), *values]
-        else:
-            out[name] = values[0]
-    return out
 
 
 # -- rendering -------------------------------------------------------------------------------------
@@ -210,7 +169,7 @@ async def typed_job(request: web.Request, kind: str) -> Row:
 async def create_video(request: web.Request) -> web.Response:
     """POST /v1/videos (JSON or multipart): submit a job and answer with its video object at once."""
     engine = request.app[keys.JOBS]
-    fields = await read_body(request)
+    fields = await read_object(request, form=True)
     req = await parse_video_create(fields, request.app[keys.GUARD], engine)
     run = await submit(request, req, api="videos")
     return _video_response(engine, await engine.get(run.job_id))
@@ -361,7 +320,7 @@ async def remix_video(request: web.Request) -> web.Response:
             f"Video {source['id']} is {source['status']}; only a completed video can be remixed",
             code="video_not_ready",
         )
-    req = remix_request(source, await read_body(request))
+    req = remix_request(source, await read_object(request, form=True))
     req.remix_target_id = await share_id(engine, source)
     run = await submit(request, req, api="videos", remixed_from=source["id"])
     return _video_response(engine, await engine.get(run.job_id))
@@ -379,7 +338,9 @@ async def unsupported(request: web.Request) -> web.Response:
 async def create_character(request: web.Request) -> web.Response:
     """POST /v1/videos/characters (the SDK's create_character: multipart name + video)."""
     engine = request.app[keys.JOBS]
-    req = await parse_character_create(await read_body(request), request.app[keys.GUARD])
+    req = await parse_character_create(
+        await read_object(request, form=True), request.app[keys.GUARD]
+    )
     run = await submit(request, req, api="videos")
     return json_response(character_object(await engine.get(run.job_id)))
 

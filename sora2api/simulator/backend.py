@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from .errors import SimError, invalid, not_found
 from .faults import concurrency_message
 from .payloads import ImageRequest, VideoRequest
 from .records import Account, Cameo, Character, Draft, MediaSpec, Post, Scenario, Task
+from .state import SimState
 from .tasks import Phase, phase
-
-if TYPE_CHECKING:
-    from .state import SimState
 
 MAX_RECENT_TASKS = 20  # the most one /v2/recent_tasks page holds
 _Item = TypeVar("_Item", Task, Draft)

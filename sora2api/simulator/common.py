@@ -7,6 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from . import errors
+from .backend import Backend
 from .errors import SimError
 from .incoming import Incoming
 from .keys import INCOMING, SIM_STATE
@@ -20,6 +21,11 @@ SENTINEL_HEADER = "openai-sentinel-token"
 def state_of(request: web.Request) -> SimState:
     """The simulator state of the app serving this request."""
     return request.app[SIM_STATE]
+
+
+def backend_of(request: web.Request) -> Backend:
+    """The backend's operations on the state of the app serving this request."""
+    return Backend(request.app[SIM_STATE])
 
 
 def incoming(request: web.Request) -> Incoming:

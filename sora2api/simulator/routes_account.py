@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .common import authenticate, json_object, renderer, require_sora2, state_of
+from .common import authenticate, backend_of, json_object, renderer, require_sora2, state_of
 from .errors import SimError
 from .faults import json_response
 from .render import iso
@@ -72,7 +72,7 @@ async def invite_accept(request: web.Request) -> web.Response:
 async def nf_check(request: web.Request) -> web.Response:
     """GET /backend/nf/check: the video quota."""
     account = authenticate(request)
-    remaining, reached, resets_in = state_of(request).backend.quota(account)
+    remaining, reached, resets_in = backend_of(request).quota(account)
     return json_response(
         {
             "rate_limit_and_credit_balance": {

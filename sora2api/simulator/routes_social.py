@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .common import (
     authenticate,
+    backend_of,
     incoming,
     json_object,
     query_int,
@@ -42,7 +43,7 @@ async def post_create(request: web.Request) -> web.Response:
     generation_id = first.get("generation_id") if isinstance(first, dict) else None
     if not isinstance(generation_id, str):
         raise invalid(param="attachments_to_create")
-    post = state_of(request).backend.publish(account, generation_id, text)
+    post = backend_of(request).publish(account, generation_id, text)
     render = renderer(request)
     return json_response({"post": render.post(post), "profile": render.account_profile(account)})
 
@@ -50,7 +51,7 @@ async def post_create(request: web.Request) -> web.Response:
 async def post_get(request: web.Request) -> web.Response:
     """GET /backend/project_y/post/{post_id}: detail with encodings.source.path."""
     authenticate(request)
-    post = state_of(request).backend.live_post(request.match_info["post_id"])
+    post = backend_of(request).live_post(request.match_info["post_id"])
     render = renderer(request)
     return json_response({"post": render.post(post), "profile": render.author(post.user_id)})
 
@@ -58,7 +59,7 @@ async def post_get(request: web.Request) -> web.Response:
 async def post_delete(request: web.Request) -> web.Response:
     """DELETE /backend/project_y/post/{post_id}: 204, or 404 when unknown or gone."""
     account = authenticate(request)
-    state_of(request).backend.delete_post(account, request.match_info["post_id"])
+    backend_of(request).delete_post(account, request.match_info["post_id"])
     return web.Response(status=204)
 
 
@@ -207,7 +208,7 @@ async def character_upload(request: web.Request) -> web.Response:
         raise invalid('timestamps must be "start,end"', param="timestamps") from exc
     if not 0 <= start < end:
         raise invalid('timestamps must be "start,end"', param="timestamps")
-    cameo = state.backend.create_cameo(account, text)
+    cameo = backend_of(request).create_cameo(account, text)
     return json_response({"id": cameo.id})
 
 
@@ -220,14 +221,14 @@ async def character_from_generation(request: web.Request) -> web.Response:
     draft = state.drafts.get(generation_id) if isinstance(generation_id, str) else None
     if draft is None or draft.email != account.email or draft.violation is not None:
         raise invalid(param="generation_id")
-    cameo = state.backend.create_cameo(account, "0,3")
+    cameo = backend_of(request).create_cameo(account, "0,3")
     return json_response({"id": cameo.id, "cameo_id": cameo.id})
 
 
 async def cameo_in_progress(request: web.Request) -> web.Response:
     """GET /backend/project_y/cameos/in_progress/{cameo_id}."""
     account = authenticate(request)
-    backend = state_of(request).backend
+    backend = backend_of(request)
     cameo = backend.cameo(account, request.match_info["cameo_id"])
     status, message, progress = backend.cameo_status(cameo)
     return json_response(renderer(request).cameo_progress(cameo, status, message, progress))
@@ -254,7 +255,7 @@ def _text(value: object, fallback: str) -> str:
 async def character_finalize(request: web.Request) -> web.Response:
     """POST /backend/characters/finalize -> `{"character": {"character_id", …}}`."""
     account = authenticate(request)
-    state = state_of(request)
+    backend = backend_of(request)
     body = json_object(request)
     cameo_id, username = body.get("cameo_id"), body.get("username")
     if not isinstance(cameo_id, str) or not isinstance(username, str):
@@ -262,9 +263,9 @@ async def character_finalize(request: web.Request) -> web.Response:
     pointer = body.get("profile_asset_pointer")
     if pointer is not None and not isinstance(pointer, str):
         raise invalid(param="profile_asset_pointer")
-    cameo = state.backend.cameo(account, cameo_id)
+    cameo = backend.cameo(account, cameo_id)
     display_name = _text(body.get("display_name"), cameo.display_name_hint)
-    character = state.backend.finalize(account, cameo_id, username, display_name, pointer)
+    character = backend.finalize(account, cameo_id, username, display_name, pointer)
     cameo.instruction_set = body.get("instruction_set")
     cameo.safety_instruction_set = body.get("safety_instruction_set")
     return json_response({"character": renderer(request).character(character, cameo)})
@@ -274,7 +275,7 @@ async def cameo_update(request: web.Request) -> web.Response:
     """POST /backend/project_y/cameos/by_id/{cameo_id}/update_v2: echoes the new state."""
     account = authenticate(request)
     state = state_of(request)
-    cameo = state.backend.cameo(account, request.match_info["cameo_id"])
+    cameo = backend_of(request).cameo(account, request.match_info["cameo_id"])
     body = json_object(request)
     visibility = body.get("visibility", cameo.visibility)
     if visibility not in ("public", "private"):
@@ -285,7 +286,7 @@ async def cameo_update(request: web.Request) -> web.Response:
     if "safety_instruction_set" in body:
         cameo.safety_instruction_set = body["safety_instruction_set"]
     character = state.characters.get(cameo.character_id or "")
-    status = state.backend.cameo_status(cameo)[0]
+    status = backend_of(request).cameo_status(cameo)[0]
     echoed: dict[str, object] = {
         "id": cameo.id,
         "status": status,
@@ -301,7 +302,7 @@ async def cameo_update(request: web.Request) -> web.Response:
 async def character_delete(request: web.Request) -> web.Response:
     """DELETE /backend/project_y/characters/{character_id}: 204, then 404."""
     account = authenticate(request)
-    state_of(request).backend.delete_character(account, request.match_info["character_id"])
+    backend_of(request).delete_character(account, request.match_info["character_id"])
     return web.Response(status=204)
 
 

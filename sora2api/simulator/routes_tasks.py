@@ -11,6 +11,7 @@ from aiohttp import web
 from .backend import MAX_RECENT_TASKS
 from .common import (
     authenticate,
+    backend_of,
     incoming,
     json_object,
     query_int,
@@ -69,7 +70,7 @@ async def video_gen(request: web.Request) -> web.Response:
     account = authenticate(request)
     require_sentinel(request)
     body = json_object(request)
-    task = state_of(request).backend.create_image(account, parse_image(body))
+    task = backend_of(request).create_image(account, parse_image(body))
     task.payload = body
     return json_response({"id": task.id})
 
@@ -80,7 +81,7 @@ async def recent_tasks(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", MAX_RECENT_TASKS, 1, MAX_RECENT_TASKS)
     after = _after(request, "recent_tasks")
     render = renderer(request)
-    shown, more = state_of(request).backend.recent_images(account, limit, after)
+    shown, more = backend_of(request).recent_images(account, limit, after)
     cursor = _cursor("recent_tasks", shown[-1][0].id) if more else None
     items = [render.image_task(t, p) for t, p in shown]
     return json_response({"task_responses": items, "cursor": cursor})
@@ -101,7 +102,7 @@ async def _create_video(request: web.Request, *, storyboard: bool) -> web.Respon
     require_sentinel(request)
     require_sora2(account)
     body = json_object(request)
-    task = state_of(request).backend.create_video(account, parse_video(body), storyboard=storyboard)
+    task = backend_of(request).create_video(account, parse_video(body), storyboard=storyboard)
     task.payload = body
     return json_response({"id": task.id, "priority": 1})
 
@@ -110,7 +111,7 @@ async def pending(request: web.Request) -> web.Response:
     """GET /backend/nf/pending and /nf/pending/v2: a bare array of running video tasks."""
     account = authenticate(request)
     render = renderer(request)
-    shown = state_of(request).backend.pending(account)
+    shown = backend_of(request).pending(account)
     return json_response([render.pending_task(t, p) for t, p in shown])
 
 
@@ -120,7 +121,7 @@ async def drafts(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 15, 1, 100)
     after = _after(request, "drafts")
     render = renderer(request)
-    shown, more = state_of(request).backend.drafts(account, limit, after)
+    shown, more = backend_of(request).drafts(account, limit, after)
     cursor = _cursor("drafts", shown[-1][0].id) if more else None
     return json_response({"items": [render.draft(d, null) for d, null in shown], "cursor": cursor})
 

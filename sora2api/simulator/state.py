@@ -16,7 +16,6 @@ from dataclasses import asdict
 from typing import Any
 
 from . import jwt
-from .backend import Backend
 from .faults import FAULT_KINDS
 from .ids import IdMaker
 from .records import (
@@ -95,7 +94,6 @@ class SimState:
         self.posts: dict[str, Post] = {}
         self.tasks: dict[str, Task] = {}
         self.drafts: dict[str, Draft] = {}
-        self.backend = Backend(self)
         profiles, posts = seed_feed(self.ids, self.rng, self.wall())
         for profile in profiles:
             self.profiles[profile.user_id] = profile

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import secrets
 import string
@@ -69,29 +68,6 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
 def sentinel_token() -> str:
     """The seed-mode sentinel: an opaque random string on the four create/publish calls."""
     return "".join(secrets.choice(_ALNUM) for _ in range(secrets.randbelow(11) + 10))
-
-
-def decode_jwt(token: str) -> dict[str, Any]:
-    """The claims of a JWT, unverified (we are not its audience); ValueError if it is not one."""
-    parts = token.split(".")
-    if len(parts) != 3 or not all(parts[:2]):
-        raise ValueError("not a JWT (expected three dot-separated parts)")
-    payload = parts[1] + "=" * (-len(parts[1]) % 4)
-    try:
-        claims = orjson.loads(base64.urlsafe_b64decode(payload))
-    except (ValueError, orjson.JSONDecodeError):
-        raise ValueError("not a JWT (payload is not base64url JSON)") from None
-    if not isinstance(claims, dict):
-        raise ValueError("not a JWT (payload is not an object)")
-    return claims
-
-
-def jwt_email(claims: Mapping[str, Any]) -> str | None:
-    profile = claims.get("https://api.openai.com/profile")
-    if isinstance(profile, dict) and isinstance(profile.get("email"), str):
-        return str(profile["email"])
-    email = claims.get("email")
-    return email if isinstance(email, str) else None
 
 
 @dataclass(frozen=True, slots=True)
