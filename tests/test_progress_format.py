@@ -120,7 +120,7 @@ async def test_text_without_a_percentage_says_the_stage_and_how_long(
     (delayed,) = [line for line in lines if line.startswith("Status polling delayed")]
     assert re.fullmatch(
         r"Status polling delayed: upstream 500 server error; retrying in [\d.]+ s"
-        r" \(generation stage, \d+ s so far\)\n",
+        r" \(generation stage, \d+ (h|min|s)( \d+ (min|s))? so far\)\n",
         delayed,
     ), delayed
     assert "%" not in delayed
