@@ -93,7 +93,7 @@ async def _stream(request: web.Request, run: JobRun, model: str, fmt: str) -> we
     settings = request.app[keys.SETTINGS].current
     created = int(time.time())
     text = ProgressText()
-    # Text mode puts a string in every chunk: clients that join the deltas choke on null too.
+    # Text mode sends a string in every chunk ('' where object mode sends null): the type holds.
     nothing = "" if fmt == "text" else None
 
     def reasoning(event: Event | None) -> dict[str, Any] | str | None:
