@@ -109,6 +109,9 @@ class SecurityConfig:
 class GenerationConfig:
     # "json" (the README's result string) or "markdown" (link + <video> tag for chat UIs).
     content_format: str = "json"
+    # Streamed progress in reasoning_content: "object" (the README's {stage, status, ...}) or
+    # "text" (one human line per step, for LiteLLM and chat UIs that take only a string).
+    progress_format: str = "object"
     # Seconds a job waits for a free token before it fails with the reason.
     queue_timeout: float = 120.0
     watermark_free: bool = False
@@ -191,6 +194,7 @@ SECTIONS: dict[str, type[Any]] = {
 _ENV_PREFIX = "SORA2API_"
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("generation", "content_format"): ("json", "markdown"),
+    ("generation", "progress_format"): ("object", "text"),
     ("generation", "watermark_parse_method"): ("third_party", "custom"),
 }
 

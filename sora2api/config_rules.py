@@ -139,6 +139,7 @@ FORMATS: dict[tuple[str, str], Callable[[str], str | None]] = {
     ("upstream", "user_agent"): lambda v: _printable(v, 512, empty=False),
     ("upstream", "third_party_url"): _third_party,
     ("generation", "content_format"): lambda v: None,  # _CHOICES
+    ("generation", "progress_format"): lambda v: None,  # _CHOICES
     ("generation", "watermark_parse_method"): lambda v: None,  # _CHOICES
     ("generation", "watermark_custom_url"): lambda v: _url(v, empty=True),
     ("generation", "watermark_custom_token"): lambda v: _token(v, 1024, empty=True),

@@ -44,6 +44,7 @@ EDITABLE: dict[str, tuple[str, ...]] = {
     ),
     "generation": (
         "content_format",
+        "progress_format",
         "queue_timeout",
         "watermark_free",
         "watermark_parse_method",

@@ -8,10 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from .. import keys
-from ..errors import TimeoutError_, as_api_error, json_response
+from ..errors import BadRequestError, TimeoutError_, as_api_error, json_response
 from ..flows.request import parse_chat
 from ..flows.results import error_result, render_content
 from ..jobs import Event, JobFailed, JobRun
+from ..progress_text import PROGRESS_FORMATS, ProgressText, render
 from ..sse import DONE, KEEPALIVE, frame, open_stream, send
 from .common import optional_bool, read_object, submit
 
@@ -43,22 +44,44 @@ def final_content(run: JobRun, content_format: str) -> str | None:
     return None
 
 
+def progress_format(body: dict[str, Any], default: str) -> str:
+    """The request's `progress_format`, else the configured one; a 400 for anything else."""
+    value = body.get("progress_format")
+    if value is None:
+        return default
+    if value not in PROGRESS_FORMATS:
+        shown = repr(value)[:40] if isinstance(value, str) else type(value).__name__
+        raise BadRequestError(
+            f"'progress_format' must be one of {', '.join(PROGRESS_FORMATS)}, got {shown}",
+            param="progress_format",
+        )
+    return str(value)
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_object(request)
     stream = optional_bool(body, "stream")
+    # Checked before parse_chat, which may fetch the request's media URLs.
+    fmt = progress_format(body, request.app[keys.SETTINGS].current.generation.progress_format)
     req = await parse_chat(body, request.app[keys.GUARD])
     run = await submit(request, req, api="chat")
     if stream:
-        return await _stream(request, run, req.model.id)
+        return await _stream(request, run, req.model.id, fmt)
     return await _wait(request, run, req.model.id)
 
 
-async def _stream(request: web.Request, run: JobRun, model: str) -> web.StreamResponse:
+async def _stream(request: web.Request, run: JobRun, model: str, fmt: str) -> web.StreamResponse:
     settings = request.app[keys.SETTINGS].current
     created = int(time.time())
+    text = ProgressText()
+    # Text mode sends a string in every chunk ('' where object mode sends null): the type holds.
+    nothing = "" if fmt == "text" else None
+
+    def reasoning(event: Event | None) -> dict[str, Any] | str | None:
+        return nothing if event is None else render(event, fmt, text)
 
     def chunk(content: str | None, event: Event | None, finish: str | None = None) -> bytes:
-        delta = {"content": content, "reasoning_content": event.as_dict() if event else None}
+        delta = {"content": content, "reasoning_content": reasoning(event)}
         return frame(_chunk(run, model, created, delta, finish))
 
     resp = await open_stream(request)
@@ -70,7 +93,7 @@ async def _stream(request: web.Request, run: JobRun, model: str) -> web.StreamRe
         run,
         model,
         created,
-        {"role": "assistant", "content": None, "reasoning_content": first.as_dict()},
+        {"role": "assistant", "content": None, "reasoning_content": reasoning(first)},
     )
     if not await send(resp, frame(opening)):
         return resp

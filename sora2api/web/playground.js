@@ -93,7 +93,9 @@ function playgroundForm(state) {
     send.disabled = true;
     stop.disabled = false;
     try {
-      await runStream({ model: model.value, messages: [{ role: "user", content }], stream: true }, state.controller.signal, out);
+      // The object format feeds the progress bar, whatever [generation] progress_format says.
+      const body = { model: model.value, messages: [{ role: "user", content }], stream: true, progress_format: "object" };
+      await runStream(body, state.controller.signal, out);
     } catch (err) {
       if (err.name === "AbortError") out.note("Stopped. The job goes on on the server; cancel it on the Jobs page.");
       else out.error(err.message);
