@@ -197,6 +197,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_phase ON jobs(phase);
     CREATE INDEX jobs_cleanup ON jobs(id) WHERE cleanup IS NOT NULL;
     """,
+    # 7: accounts of every provider live in the tokens table: which provider, the base URL its
+    # SDK takes, the upstream models the account reported at onboarding (served_models, JSON) and
+    # the admin's restriction of them (models, JSON; '' = all served). Sora rows keep the defaults.
+    """
+    ALTER TABLE tokens ADD COLUMN provider TEXT NOT NULL DEFAULT 'sora';
+    ALTER TABLE tokens ADD COLUMN base_url TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN served_models TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN models TEXT NOT NULL DEFAULT '';
+    CREATE INDEX tokens_provider ON tokens(provider);
+    """,
 )
 
 CURRENT_VERSION = len(MIGRATIONS)

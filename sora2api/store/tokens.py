@@ -55,6 +55,10 @@ class TokenRow:
     updated_at: float | None = None
     refresh_error: str = ""
     refresh_error_at: float | None = None
+    provider: str = "sora"
+    base_url: str = ""
+    served_models: str = ""
+    models: str = ""
 
     @classmethod
     def of(cls, row: Row) -> TokenRow:
