@@ -8,12 +8,17 @@ import shlex
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiohttp
+import orjson
 import pytest
+from aiohttp.test_utils import TestClient
+
+from sora2api.simulator import SIM_STATE, create_simulator
+from sora2api.simulator.persist import StateFile
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "scripts" / "demo.py"
@@ -222,3 +227,53 @@ async def test_demo_restart_keeps_the_token_the_proxy_saved(tmp_path: Path) -> N
                 assert r.status == 200, await r.text()
                 assert "/tmp/" in (await r.json())["choices"][0]["message"]["content"]
         assert await demo.stop() == 0
+
+
+async def test_a_printed_access_token_always_works(tmp_path: Path) -> None:
+    """A restart after the saved AT expired prints (and persists) a fresh one."""
+    port, state = free_port(), tmp_path / "sim.json"
+    base = f"http://127.0.0.1:{port}"
+    args = simulator(port, "--accounts", "1", "--state", str(state), "--at-ttl", "30")
+    seen = []
+    for _ in range(2):
+        async with run(*args) as sim, aiohttp.ClientSession() as session:
+            await sim.until("Running on")
+            seen.append(sim.exports()["AT"])
+            assert await me(session, base, seen[-1]) == 200
+            assert await sim.stop() == 0
+    # 30 s is under the minute a printed token must still have, so each start mints one.
+    assert seen[0] != seen[1] and seen[1] in state.read_text()
+
+
+async def test_state_file_is_written_when_tokens_change_only(
+    tmp_path: Path, aiohttp_client: Callable[..., Awaitable[TestClient]]
+) -> None:
+    app = create_simulator(time_scale=0.01)
+    sim_state = app[SIM_STATE]
+    account = sim_state.add_account("a@sim.example")
+    state_file = StateFile(tmp_path / "sim.json", sim_state)
+    state_file.save()
+    state_file.attach(app)
+    client = await aiohttp_client(app)
+    written = state_file.path.read_bytes()
+    resp = await client.get(
+        "/backend/me", headers={"Authorization": f"Bearer {account.access_token}"}
+    )
+    assert resp.status == 200 and state_file.path.read_bytes() == written
+    old_rt = account.refresh_token  # the live account object takes the rotated one
+    body = {"grant_type": "refresh_token", "refresh_token": old_rt}
+    resp = await client.post("/oauth/token", json=body)
+    assert resp.status == 200
+    new_rt = (await resp.json())["refresh_token"]
+    saved = orjson.loads(state_file.path.read_bytes())
+    assert saved["refresh_tokens"] == {new_rt: "a@sim.example"}
+    assert saved["used_refresh_tokens"] == {old_rt: "a@sim.example"}
+    # A fresh simulator restored from the file accepts the same tokens.
+    other = create_simulator(time_scale=0.01)
+    StateFile(state_file.path, other[SIM_STATE]).load()
+    again = await aiohttp_client(other)
+    resp = await again.get(
+        "/backend/me", headers={"Authorization": f"Bearer {account.access_token}"}
+    )
+    assert resp.status == 200 and (await resp.json())["email"] == "a@sim.example"
+    assert (await again.post("/oauth/token", json=body)).status == 400
