@@ -47,8 +47,9 @@ fmt: install-test
 	$(BIN)/ruff format sora2api tests
 	$(BIN)/ruff check --fix sora2api tests
 
+# `make bench BENCH="models startup"` runs only those targets (models polls cache many startup).
 bench: install-test
-	$(BIN)/python -m sora2api.bench
+	$(BIN)/python -m sora2api.bench $(BENCH)
 
 # The simulator alone, its accounts kept in data/simulator.json; it prints the `export` lines
 # that point `make run` at it. SIM_PORT picks its port; SIM_ARGS adds flags (e.g. --access-log).

@@ -3,10 +3,56 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
+import json
 import logging
+import os
 import sys
+import time
+from pathlib import Path
 
-from .config import ConfigError, load_config
+from .config import Config, ConfigError, load_config
+
+
+class InstanceLockedError(Exception):
+    """Another process already serves this database."""
+
+
+def lock_database(config: Config) -> int | None:
+    """Take the exclusive lock on `<db_path>.lock` and record who holds it; the returned file
+    descriptor must stay open for the life of the process (the kernel drops the lock with it,
+    so a process killed with SIGKILL leaves no stale lock)."""
+    db_path = config.storage.db_path
+    if db_path == ":memory:":
+        return None
+    path = Path(f"{config.path(db_path)}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(os.read(fd, 4096))
+        os.close(fd)
+        raise InstanceLockedError(
+            f"another instance ({holder}) is already running on {config.path(db_path)}; "
+            "stop it first, or give this one its own [storage] db_path"
+        ) from None
+    record = {
+        "pid": os.getpid(),
+        "address": f"http://{config.server.host}:{config.server.port}",
+        "started_at": time.time(),
+    }
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(record).encode(), 0)
+    return fd
+
+
+def _holder(raw: bytes) -> str:
+    try:
+        record = json.loads(raw)
+        return f"pid {int(record['pid'])}, {record['address']}"
+    except (ValueError, KeyError, TypeError):
+        return "pid unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +70,16 @@ def main(argv: list[str] | None = None) -> int:
         config = config.replace(
             server={k: v for k, v in (("host", args.host), ("port", args.port)) if v}
         )
+    # Before any start-up work: a second instance would refresh (and so spend) the running one's
+    # refresh tokens and "resume" its jobs before failing on the busy port.
+    try:
+        lock_fd = lock_database(config)
+    except InstanceLockedError as exc:
+        print(f"sora2api: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"sora2api: cannot lock the database: {exc}", file=sys.stderr)
+        return 1
     logging.basicConfig(
         level=config.server.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -49,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"sora2api: cannot start: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if lock_fd is not None:
+            os.close(lock_fd)  # the lock file stays: deleting it would race a starting instance
     return 0
 
 

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from contextlib import suppress
 
 import aiohttp
 from aiohttp import web
@@ -15,10 +16,12 @@ from .auth import Auth
 from .config import Config
 from .errors import answer
 from .flows.generate import resume_flow, run_flow
+from .flows.reconcile import undo_side_effects
 from .jobs import JobEngine
 from .media import media_context
 from .pool import TokenPool
 from .reqlog import CLIENT_CLOSED, LOGGED_PREFIXES, REQLOG, reqlog_ctx
+from .retention import RETENTION, Retention
 from .routes import Handler, add_routes
 from .settings import Settings
 from .store import Store
@@ -101,12 +104,26 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         flow=run_flow,
         resume_flow=resume_flow,
         after_video=app[keys.TOKENS].refresh_quota,
+        undo=undo_side_effects,
     )
     app[keys.JOBS] = engine
     await engine.resume_all()
     yield
     # Running jobs stay in_progress in the database and are resumed by the next start.
     await engine.close()
+
+
+async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Started after the job engine: pruned jobs leave its cache of finished answers.
+    retention = Retention(
+        app[keys.STORE], app[keys.SETTINGS], app[REQLOG].prune, app[keys.JOBS].job_changed
+    )
+    app[RETENTION] = retention
+    task = asyncio.create_task(retention.run(), name="sora2api.retention")
+    yield
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
 
 
 async def _release_followers(app: web.Application) -> None:
@@ -128,6 +145,8 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(tokens_ctx)  # TokenManager + background refresh task
     app.cleanup_ctx.append(_jobs_ctx)
+    # Prunes jobs, deleted characters and request-log rows past their [storage] limits.
+    app.cleanup_ctx.append(_retention_ctx)
     # Before aiohttp waits for open requests: end streams cleanly, their jobs resume after restart.
     app.on_shutdown.append(_release_followers)
     add_routes(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -40,8 +41,39 @@ def mask_email(email: str | None) -> str:
     return f"{local[: 2 if len(local) > 4 else 1]}***{at}{domain}"
 
 
-def _hash_password(password: str, salt: bytes) -> str:
-    return hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32).hex()
+@dataclass(frozen=True, slots=True)
+class ScryptCost:
+    """scrypt's work factors; stored with each hash so a stronger default can upgrade old ones."""
+
+    n: int
+    r: int
+    p: int
+
+
+# OWASP's password storage cheat sheet (2025): N=2^17, r=8, p=1. About 0.4 s and 128 MiB a hash.
+OWASP_COST = ScryptCost(n=2**17, r=8, p=1)
+# Hashes stored before the cost was recorded with them.
+LEGACY_COST = ScryptCost(n=2**14, r=8, p=1)
+# The cost of new hashes. Nothing in the service changes it; the test suite lowers it (it hashes
+# hundreds of times) and tests/test_password_hashing.py proves this default.
+hash_cost = OWASP_COST
+# Hashes run at once: each holds 128 MiB and a core for 0.4 s, so a burst of logins queues here
+# instead of taking every core (and the memory) from the streams.
+_HASH_SLOTS = 1
+
+
+def _hash_password(password: str, salt: bytes, cost: ScryptCost) -> str:
+    # maxmem: OpenSSL's default (32 MiB) is below the 128 * n * r bytes N=2^17 needs.
+    maxmem = 2 * 128 * cost.n * cost.r * cost.p
+    return hashlib.scrypt(
+        password.encode(), salt=salt, n=cost.n, r=cost.r, p=cost.p, maxmem=maxmem, dklen=32
+    ).hex()
+
+
+def _record_cost(record: dict[str, Any]) -> ScryptCost:
+    if "n" not in record:
+        return LEGACY_COST
+    return ScryptCost(int(record["n"]), int(record["r"]), int(record["p"]))
 
 
 def client_address(request: web.Request) -> str:
@@ -82,6 +114,23 @@ class Auth:
         self.password_is_default = False
         self._pw: dict[str, Any] = {}
         self._failures: dict[str, deque[float]] = {}
+        self._hash_slots = asyncio.Semaphore(_HASH_SLOTS)
+
+    async def _hash(self, password: str, salt: bytes, cost: ScryptCost) -> str:
+        """scrypt off the event loop (it would stall every stream for its 0.4 s)."""
+        async with self._hash_slots:
+            return await asyncio.to_thread(_hash_password, password, salt, cost)
+
+    async def _verify(self, password: str, record: dict[str, Any]) -> bool:
+        digest = await self._hash(password, bytes.fromhex(record["salt"]), _record_cost(record))
+        return hmac.compare_digest(digest, record["hash"])
+
+    async def _hashed(self, password: str) -> dict[str, Any]:
+        """The stored fields of a new hash of `password` at today's cost."""
+        salt = secrets.token_bytes(16)
+        cost = hash_cost
+        digest = await self._hash(password, salt, cost)
+        return {"salt": salt.hex(), "hash": digest, "n": cost.n, "r": cost.r, "p": cost.p}
 
     async def load(self) -> None:
         cfg = self._settings.current.auth
@@ -89,20 +138,24 @@ class Auth:
         if stored_key and ("auth", "api_key") not in self._settings.current.env_overrides:
             self.api_key = stored_key
         pw = await self._settings.get_value(_PW_KEY)
-        file_fingerprint = hashlib.sha256(
-            f"{cfg.admin_username}\0{cfg.admin_password}".encode()
-        ).hexdigest()
-        # Re-seed from config.toml only while the panel never changed the password and the file did.
-        if not pw or (not pw.get("changed") and pw.get("file") != file_fingerprint):
-            salt = secrets.token_bytes(16)
+        # Re-seed from config.toml only while the panel never changed the password and the file
+        # did. The file's password is checked against the stored hash: a fast fingerprint of it
+        # would let anyone with the database skip scrypt.
+        if not pw or (
+            not pw.get("changed")
+            and (pw.get("username") != cfg.admin_username
+                 or not await self._verify(cfg.admin_password, pw))
+        ):  # fmt: skip
             pw = {
                 "username": cfg.admin_username,
-                "salt": salt.hex(),
-                "hash": _hash_password(cfg.admin_password, salt),
+                **await self._hashed(cfg.admin_password),
                 "changed": False,
-                "file": file_fingerprint,
                 "default": cfg.admin_password == DEFAULT_PASSWORD,
             }
+            await self._settings.set_value(_PW_KEY, pw)
+        elif "file" in pw:
+            # Older releases kept an unsalted sha256 of the file's password: a shortcut past scrypt.
+            pw = {k: v for k, v in pw.items() if k != "file"}
             await self._settings.set_value(_PW_KEY, pw)
         self._pw = pw
         self.admin_username = pw["username"]
@@ -159,13 +212,28 @@ class Auth:
     async def login(self, username: str, password: str, client: str) -> tuple[str, float]:
         """Check credentials and open a session; returns (session token, expiry)."""
         self._rate_limit(client)
-        ok_user = hmac.compare_digest(username.encode(), self._pw["username"].encode())
-        digest = _hash_password(password, bytes.fromhex(self._pw["salt"]))
-        ok_pw = hmac.compare_digest(digest, self._pw["hash"])
+        # The attempt counts as a failure until it proves right: concurrent guesses waiting for
+        # the hash would otherwise all pass the limit before the first one fails.
+        stamp = time.monotonic()
+        self._failures[client].append(stamp)
+        record = self._pw
+        ok_user = hmac.compare_digest(username.encode(), record["username"].encode())
+        ok_pw = await self._verify(password, record)
         if not (ok_user and ok_pw):
-            self._failures[client].append(time.monotonic())
+            window = self._failures.setdefault(client, deque())
+            if stamp not in window:  # a concurrent success cleared the window meanwhile
+                window.append(stamp)
             raise AuthenticationError("Wrong username or password", code="invalid_credentials")
         self._failures.pop(client, None)
+        if _record_cost(self._pw) != hash_cost and self._pw is record:
+            # Upgrade a hash made at an older cost now that the password is known to be right.
+            upgraded = {**record, **await self._hashed(password)}
+            if self._pw is record:  # not changed meanwhile (password change, another upgrade)
+                await self._settings.set_value(_PW_KEY, upgraded)
+                self._pw = upgraded
+                log.info(
+                    "admin password hash upgraded to scrypt N=2^%d", hash_cost.n.bit_length() - 1
+                )
         token = secrets.token_urlsafe(32)
         now = time.time()
         expires = now + self._settings.current.auth.session_ttl_hours * 3600
@@ -203,9 +271,7 @@ class Auth:
 
     async def change_password(self, old: str, new: str, username: str | None = None) -> None:
         """Change the admin password (and optionally username); every session is revoked."""
-        if not hmac.compare_digest(
-            _hash_password(old, bytes.fromhex(self._pw["salt"])), self._pw["hash"]
-        ):
+        if not await self._verify(old, self._pw):
             raise BadRequestError("The current password is wrong", param="old_password")
         if len(new) < 8:
             raise BadRequestError(
@@ -215,11 +281,8 @@ class Auth:
             raise BadRequestError(
                 "Choose a new password different from the old one", param="new_password"
             )
-        salt = secrets.token_bytes(16)
-        pw: dict[str, Any] = dict(self._pw)
+        pw: dict[str, Any] = {**self._pw, **await self._hashed(new)}
         pw.update(
-            salt=salt.hex(),
-            hash=_hash_password(new, salt),
             changed=True,
             default=False,
             username=(username or pw["username"]).strip() or pw["username"],

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, get_type_hints
+
+from .config_rules import FORMATS, RANGES
 
 
 class ConfigError(Exception):
@@ -61,6 +64,14 @@ class StorageConfig:
     # Request log retention: rows kept at most, and days kept at most.
     log_max_rows: int = 20000
     log_max_days: int = 30
+    # Job retention: finished jobs kept at most, and days kept at most (0: no limit). A job that
+    # is not finished is never pruned.
+    job_max_rows: int = 100000
+    job_max_days: int = 90
+    # Deleted-character records (the temporary characters of character+video jobs, characters
+    # removed in the panel) kept at most, and days kept at most (0: no limit).
+    character_max_rows: int = 10000
+    character_max_days: int = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +189,6 @@ SECTIONS: dict[str, type[Any]] = {
 }
 
 _ENV_PREFIX = "SORA2API_"
-_PROXY_SCHEMES = ("http://", "https://", "socks5://", "socks5h://", "socks4://")
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("generation", "content_format"): ("json", "markdown"),
     ("generation", "watermark_parse_method"): ("third_party", "custom"),
@@ -195,7 +205,8 @@ def field_types(section: str) -> dict[str, type[Any]]:
 def coerce(section: str, key: str, value: Any, where: str) -> Any:
     """Check (and for env strings, convert) one value against its field type."""
     expected = field_types(section)[key]
-    name = f"{where}: [{section}] {key}"
+    # The panel names a setting the way it sends it; files and variables name the table.
+    name = f"{section}.{key}" if where == "setting" else f"{where}: [{section}] {key}"
     if isinstance(value, str) and where.startswith("env"):
         value = _parse_env(value, expected, name)
     if expected is bool:
@@ -204,19 +215,34 @@ def coerce(section: str, key: str, value: Any, where: str) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif expected is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        if ok:
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond any float (TOML integers are unbounded)
+                value = math.inf
     else:
         ok = isinstance(value, str)
     if not ok:
         raise ConfigError(f"{name} must be {_type_word(expected)}, got {value!r}")
-    if expected in (int, float) and value < 0:
-        raise ConfigError(f"{name} must not be negative, got {value!r}")
+    if expected in (int, float):
+        lo, hi = RANGES[(section, key)]
+        # NaN fails both comparisons, so it is refused too.
+        if not lo <= value <= hi:
+            raise ConfigError(f"{name} must be from {lo:g} to {hi:g}, got {value!r}")
     choices = _CHOICES.get((section, key))
     if choices and value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-    if (section, key) == ("upstream", "proxy") and value and not value.startswith(_PROXY_SCHEMES):
-        raise ConfigError(f"{name} must start with {', '.join(_PROXY_SCHEMES)} (or be empty)")
+    check = FORMATS.get((section, key))
+    problem = check(value) if check is not None and isinstance(value, str) else None
+    if problem is not None:
+        # Never echo the value: it may be a credential.
+        raise ConfigError(f"{name} {problem}")
     return value
+
+
+def check_format(section: str, key: str) -> Callable[[str], str | None] | None:
+    """The format check of a string field (None if it has none)."""
+    return FORMATS.get((section, key))
 
 
 def choices(section: str, key: str) -> tuple[str, ...] | None:
@@ -276,7 +302,23 @@ def build_config(
         values[section][key] = coerce(section, key, raw, f"environment {var}")
         overrides.add((section, key))
     built = {name: SECTIONS[name](**vals) for name, vals in values.items()}
-    return Config(**built, base_dir=base_dir, env_overrides=frozenset(overrides))
+    config = Config(**built, base_dir=base_dir, env_overrides=frozenset(overrides))
+    problem = check_relations(config)
+    if problem is not None:
+        raise ConfigError(f"{source}: [{problem[0]}] {problem[1]} {problem[2]}")
+    return config
+
+
+def check_relations(config: Config) -> tuple[str, str, str] | None:
+    """A rule between two fields that `config` breaks, as (section, key, why), else None."""
+    pool = config.pool
+    if pool.cooldown_max < pool.cooldown_base:
+        return (
+            "pool",
+            "cooldown_max",
+            f"must be at least cooldown_base ({pool.cooldown_base:g}), got {pool.cooldown_max:g}",
+        )
+    return None
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:

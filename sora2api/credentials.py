@@ -286,13 +286,25 @@ def parse_text(text: str) -> list[ImportItem]:
     return items
 
 
+def check_credential_text(value: str, name: str) -> str:
+    """A pasted credential, stripped; a control character inside is a 400 (it would reach an
+    HTTP header or form, where CR/LF split it and NUL breaks it). The value is never echoed."""
+    value = value.strip()
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise BadRequestError(
+            f"'{name}' contains a control character (CR, LF, NUL, ...); paste the token alone",
+            param=name,
+        )
+    return value
+
+
 def _opt_str(obj: Mapping[str, Any], name: str) -> str | None:
     value = obj.get(name)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise BadRequestError(f"'{name}' must be a string", param=name)
-    return value.strip() or None
+    return check_credential_text(value, name) or None
 
 
 def parse_json(data: Any) -> list[ImportItem]:

@@ -1,5 +1,6 @@
 """The job engine: every generation is a row written before the upstream is called, run by a task
-that no client can kill, followed by any number of readers, and resumed after a restart."""
+that no client can kill, followed by any number of readers, and resumed after a restart from the
+phase its row records (queued → submitting → submitted → polling → caching → a final one)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from .settings import Settings
 from .store import Row, Store
 from .upstream.client import SoraClient
 from .upstream.errors import Kind, UpstreamFailure
+from .viewcache import ViewCache
 from .watcher import Watchers
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,33 @@ log = logging.getLogger(__name__)
 ACTIVE = ("queued", "in_progress")
 # Stage and progress are persisted at most this often per job.
 _PROGRESS_WRITE_INTERVAL = 2.0
+
+# The job's phases: the step a restart resumes from. Each move is one database update.
+QUEUED = "queued"  # waiting for a token
+SUBMITTING = "submitting"  # a token is leased; uploads and the create call are under way
+SUBMITTED = "submitted"  # the upstream task exists: its id is stored
+POLLING = "polling"  # the token's watcher follows the task
+CACHING = "caching"  # the task finished; its result is being downloaded
+COMPLETED, FAILED, CANCELLED = "completed", "failed", "cancelled"
+FINAL = (COMPLETED, FAILED, CANCELLED)
+# Where each phase may go next (every phase may also end in FINAL). SUBMITTING goes back to
+# QUEUED only when the upstream proved it created nothing (the job then waits for another token);
+# a resumed job re-enters the phase it stopped in.
+_MOVES: dict[str, frozenset[str]] = {
+    "": frozenset({QUEUED}),
+    QUEUED: frozenset({QUEUED, SUBMITTING}),
+    SUBMITTING: frozenset({QUEUED, SUBMITTING, SUBMITTED}),
+    SUBMITTED: frozenset({SUBMITTED, POLLING}),
+    POLLING: frozenset({POLLING, CACHING}),
+    CACHING: frozenset({CACHING}),
+}
+
+
+def status_of(phase: str) -> str:
+    """The coarse status every listing shows: queued only while waiting for a token."""
+    if phase in FINAL or phase == QUEUED:
+        return phase
+    return "in_progress"
 
 
 def new_job_id(kind: str) -> str:
@@ -120,6 +149,9 @@ class JobContext:
         self.req = req
         self.row = row
         self.state: dict[str, Any] = orjson.loads(row.get("state") or "{}")
+        self.phase: str = str(row.get("phase") or "")
+        # Upstream side effects still to undo (see JobEngine.undo), as stored in `cleanup`.
+        self.cleanup: list[dict[str, Any]] = orjson.loads(row.get("cleanup") or "[]")
         self._last_write = 0.0
         self._last_progress: float = -1.0
 
@@ -177,10 +209,39 @@ class JobContext:
             values["state"] = orjson.dumps(values["state"]).decode()
         values["updated_at"] = time.time()
         await self.engine.store.update("jobs", "id", self.job_id, values)
+        self.engine.job_changed(self.job_id)
 
     async def save_state(self, **changes: Any) -> None:
         self.state.update(changes)
         await self.save(state=self.state)
+
+    async def transition(
+        self, phase: str, *, state: dict[str, Any] | None = None, **columns: Any
+    ) -> None:
+        """Move to `phase`, writing its data (columns and state changes) in the same update."""
+        if phase not in FINAL and phase not in _MOVES.get(self.phase, frozenset()):
+            raise RuntimeError(f"job {self.job_id}: no move from {self.phase!r} to {phase!r}")
+        if state:
+            self.state.update(state)
+        values: dict[str, Any] = {"phase": phase, "status": status_of(phase), **columns}
+        if state is not None:
+            values["state"] = self.state
+        if phase == SUBMITTING and not self.row.get("started_at"):
+            values["started_at"] = self.row["started_at"] = time.time()
+        await self.save(**values)
+        self.phase = phase
+        self.row.update(phase=phase, status=values["status"], **columns)
+
+    async def record_cleanup(self, kind: str, ident: str, token_id: int) -> None:
+        """Remember an upstream side effect to undo when the job ends, however it ends."""
+        self.cleanup.append({"kind": kind, "id": ident, "token_id": token_id})
+        await self.save(cleanup=orjson.dumps(self.cleanup).decode())
+
+    async def cleaned(self, entry: dict[str, Any]) -> None:
+        """One side effect is undone: forget it."""
+        if entry in self.cleanup:
+            self.cleanup.remove(entry)
+        await self.save(cleanup=orjson.dumps(self.cleanup).decode() if self.cleanup else None)
 
     async def on_queued(self, position: int) -> None:
         await self.emit(
@@ -204,6 +265,7 @@ class JobEngine:
         flow: Callable[[JobContext], Awaitable[dict[str, Any]]],
         resume_flow: Callable[[JobContext], Awaitable[dict[str, Any]]],
         after_video: Callable[[int], Awaitable[Any]] | None = None,
+        undo: Callable[[JobContext], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -215,8 +277,41 @@ class JobEngine:
         self._resume_flow = resume_flow
         # Called with the token id after every finished video (the token manager's quota check).
         self.after_video = after_video
+        # Undoes a job's recorded side effects (the provider's flows know how).
+        self._undo = undo
         self._runs: dict[str, JobRun] = {}
         self._closing = False
+        # Ready answers of finished jobs for the GET-one routes; job_changed() keeps them true.
+        self.views = ViewCache()
+        self._locks: dict[tuple[int, str], _CreateLock] = {}
+        self._background: set[asyncio.Task[None]] = set()
+
+    @contextlib.asynccontextmanager
+    async def create_lock(self, token_id: int, prompt: str) -> AsyncIterator[None]:
+        """Held around a create and its recording, and around a reconciliation: a job looking
+        for its task on a token cannot adopt one that a concurrent create has not recorded yet."""
+        key = (token_id, prompt)
+        entry = self._locks.get(key)
+        if entry is None:
+            entry = self._locks[key] = _CreateLock()
+        entry.users += 1
+        try:
+            async with entry.lock:
+                yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0:  # one lock per (token, prompt) in use, not per prompt ever seen
+                del self._locks[key]
+
+    async def owned_task_ids(self, task_ids: list[str]) -> set[str]:
+        """Which of these upstream task ids some job already holds."""
+        if not task_ids:
+            return set()
+        marks = ", ".join("?" for _ in task_ids)
+        rows = await self.store.fetchall(
+            f"SELECT upstream_task_id FROM jobs WHERE upstream_task_id IN ({marks})", task_ids
+        )
+        return {str(r["upstream_task_id"]) for r in rows}
 
     # -- submission -----------------------------------------------------------------------
 
@@ -234,6 +329,7 @@ class JobEngine:
             "request": orjson.dumps(req.describe()).decode(),
             "prompt": req.prompt[:4000],
             "status": "queued",
+            "phase": QUEUED,
             "progress": 0.0,
             "state": "{}",
             "remixed_from": remixed_from,
@@ -246,6 +342,10 @@ class JobEngine:
         ctx = JobContext(self, run, req, row)
         run.task = asyncio.create_task(self._execute(ctx, self._flow), name=f"job-{job_id}")
         return run
+
+    def job_changed(self, job_id: str) -> None:
+        """Called after every write or delete of a job row: cached answers built from it go."""
+        self.views.forget(job_id)
 
     def run_of(self, job_id: str) -> JobRun | None:
         return self._runs.get(job_id)
@@ -272,12 +372,12 @@ class JobEngine:
     async def _execute(self, ctx: JobContext, flow: FlowFn) -> None:
         run = ctx.run
         try:
-            await ctx.save(status="in_progress", started_at=time.time())
             async with asyncio.timeout(self.job_timeout(run.kind)):
                 result = await flow(ctx)
+            await self.undo(ctx)
             run.result = result
-            await ctx.save(
-                status="completed",
+            await ctx.transition(
+                COMPLETED,
                 progress=100.0,
                 result=orjson.dumps(result).decode(),
                 completed_at=time.time(),
@@ -285,23 +385,33 @@ class JobEngine:
         except asyncio.CancelledError:
             if self._closing:
                 run.error = run.error or _restarting(run.job_id)
-                raise  # shutdown: the row stays in_progress and is resumed at the next start
+                raise  # shutdown: the row keeps its phase and is resumed at the next start
             run.error = JobFailed("cancelled", "The job was cancelled")
-            await self._fail_row(ctx, run.error, status="cancelled")
+            await self.undo(ctx)
+            await self._fail_row(ctx, run.error, phase=CANCELLED)
         except Exception as exc:
             run.error = _as_failure(exc)
             if not run.error.policy and not isinstance(exc, JobFailed | ApiError | UpstreamFailure):
                 log.exception("job %s crashed", run.job_id)
+            await self.undo(ctx)
             await self._fail_row(ctx, run.error)
         finally:
             run.finish()
             # Keep finished runs briefly so late followers still see the event log.
             asyncio.get_running_loop().call_later(300, self._runs.pop, run.job_id, None)
 
-    async def _fail_row(self, ctx: JobContext, err: JobFailed, status: str = "failed") -> None:
+    async def undo(self, ctx: JobContext) -> None:
+        """Undo the job's recorded upstream side effects; what fails stays recorded for the
+        next start. Shielded: a cancelled job still deletes its temporary character."""
+        if not ctx.cleanup or self._undo is None:
+            return
         with contextlib.suppress(Exception):
-            await ctx.save(
-                status=status,
+            await asyncio.shield(self._undo(ctx))
+
+    async def _fail_row(self, ctx: JobContext, err: JobFailed, phase: str = FAILED) -> None:
+        with contextlib.suppress(Exception):
+            await ctx.transition(
+                phase,
                 error_code=err.code,
                 error_message=err.message,
                 completed_at=time.time(),
@@ -318,16 +428,27 @@ class JobEngine:
         return True
 
     async def page(
-        self, kind: str, *, after: str | None = None, limit: int = 20, order: str = "desc"
+        self,
+        kind: str,
+        *,
+        after: str | None = None,
+        limit: int = 20,
+        order: str = "desc",
+        statuses: tuple[str, ...] | None = None,
     ) -> tuple[list[Row], bool]:
-        """One page of a kind's jobs, newest first (or oldest with order="asc"), and has_more."""
+        """One page of a kind's jobs (optionally only these statuses), newest first (or oldest
+        with order="asc"), and has_more."""
         where, params = "kind = ?", [kind]
+        if statuses:
+            where += f" AND status IN ({', '.join('?' for _ in statuses)})"
+            params += statuses
         if after:
             anchor = await self.get(after)
             op = "<" if order == "desc" else ">"
-            # (created_at, id) is a total order, so rows created in the same instant are not skipped.
-            where += f" AND (created_at {op} ? OR (created_at = ? AND id {op} ?))"
-            params += [anchor["created_at"], anchor["created_at"], anchor["id"]]
+            # (created_at, id) is a total order, so rows created in the same instant are not
+            # skipped; as a row value it is one range on the jobs(kind, created_at, id) index.
+            where += f" AND (created_at, id) {op} (?, ?)"
+            params += [anchor["created_at"], anchor["id"]]
         direction = "DESC" if order == "desc" else "ASC"
         rows = await self.store.fetchall(
             f"SELECT * FROM jobs WHERE {where} ORDER BY created_at {direction}, id {direction} LIMIT ?",
@@ -341,16 +462,29 @@ class JobEngine:
         if row["status"] in ACTIVE:
             await self.cancel(job_id)
             row = await self.get(job_id)
+        if row.get("cleanup"):  # a side effect whose undo failed earlier: one more try
+            await self.undo(JobContext(self, JobRun(job_id, row["kind"]), None, row))
         state = orjson.loads(row.get("state") or "{}")
         for name in [*state.get("files", []), state.get("thumbnail")]:
             if isinstance(name, str):
                 self.media.delete(name)
         await self.store.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        self.job_changed(job_id)
         self._runs.pop(job_id, None)
         return row
 
     async def resume_all(self) -> int:
-        """At start-up: continue every job a previous process left running, never resubmitting."""
+        """At start-up: continue every job a previous process left running from its phase, never
+        resubmitting, and finish the cleanup of ended jobs whose side effects are still recorded."""
+        leftovers = await self.store.fetchall(
+            "SELECT * FROM jobs WHERE cleanup IS NOT NULL AND status IN ('completed', 'failed',"
+            " 'cancelled')"
+        )
+        for row in leftovers:
+            ctx = JobContext(self, JobRun(row["id"], row["kind"]), None, row)
+            task = asyncio.create_task(self.undo(ctx), name=f"undo-{row['id']}")
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         rows = await self.store.fetchall(
             "SELECT * FROM jobs WHERE status IN ('queued', 'in_progress') ORDER BY created_at"
         )
@@ -376,12 +510,19 @@ class JobEngine:
     async def close(self) -> None:
         self._closing = True
         tasks = [r.task for r in self._runs.values() if r.task and not r.task.done()]
+        tasks += list(self._background)
         for t in tasks:
             t.cancel()
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.watchers.close()
+
+
+@dataclass(slots=True)
+class _CreateLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
 
 
 def _restarting(job_id: str) -> JobFailed:

@@ -1,4 +1,5 @@
-"""The token pool: eligibility with reasons, atomic least-busy leasing, a fair queue, reactions."""
+"""The token pool: eligibility with reasons, atomic least-busy leasing, a fair queue, reactions,
+and the one writer of token rows (transition)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,15 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import NotFoundError, UnavailableError
 from .settings import Settings
 from .store import Row, Store
+from .transitions import Change, constant, reacted, succeeded
 from .upstream.errors import UpstreamFailure
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,12 @@ class _Waiter:
 OnQueued = Callable[[int], Awaitable[None]]
 
 
+def _retrieved(task: asyncio.Task[Row]) -> None:
+    """Done-callback: mark a transition's exception retrieved (its caller may be cancelled)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("token transition failed: %r", task.exception())
+
+
 class TokenPool:
     """Owns every token's in-memory state; the only place slots are taken and given back."""
 
@@ -101,22 +109,80 @@ class TokenPool:
         self._tokens: dict[int, TokenState] = {}
         self._waiters: deque[_Waiter] = deque()
         self._last_pick = 0
+        # One per token: transitions of a token run one at a time (see transition()).
+        self._locks: dict[int, asyncio.Lock] = {}
 
-    # -- state ---------------------------------------------------------------------------
+    # -- state: every write of a token row goes through transition() ------------------------
 
     async def load(self) -> None:
         rows = await self._store.fetchall("SELECT * FROM tokens ORDER BY id")
         self._tokens = {int(r["id"]): TokenState(r) for r in rows}
 
-    async def reload(self, token_id: int) -> None:
-        """Re-read one row after it changed in the database; keeps the live slot counters."""
+    def _lock(self, token_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(token_id, asyncio.Lock())
+
+    async def transition(self, token_id: int, change: Change) -> Row:
+        """The one writer of a token row: `change` decides from the row as it is now, and the
+        database and memory take the result together. Returns the row after the change."""
+        # A task of its own, shielded: a caller cancelled mid-write must not leave memory and
+        # the database apart (the write goes on, and so does the memory update after it).
+        task = asyncio.ensure_future(self._transition(token_id, change))
+        task.add_done_callback(_retrieved)
+        return await asyncio.shield(task)
+
+    async def _transition(self, token_id: int, change: Change) -> Row:
+        async with self._lock(token_id):
+            t = self.state(token_id)
+            values = change(dict(t.row))
+            if not values:
+                return dict(t.row)
+            values["updated_at"] = time.time()
+            before = {k: t.row.get(k) for k in values}
+            # Memory first, so leasing sees a disable or a cooldown at once; the lock keeps every
+            # other writer out until the database has it too, and a refused write is undone.
+            t.row.update(values)
+            self._dispatch()
+            try:
+                await self._store.update("tokens", "id", token_id, values)
+            except Exception:
+                t.row.update(before)
+                self._dispatch()
+                raise
+            return dict(t.row)
+
+    async def update_row(self, token_id: int, values: Mapping[str, Any]) -> Row:
+        """Write plain columns (credentials, account data, options); never the state columns."""
+        return await self.transition(token_id, constant(values))
+
+    async def insert(self, values: Mapping[str, Any]) -> int:
+        """Store a new token and take it into the pool."""
+        token_id = await self._store.insert("tokens", {"created_at": time.time(), **values})
+        # Nobody knows the id before this returns, so nothing can race the read below.
         row = await self._store.fetchone("SELECT * FROM tokens WHERE id = ?", (token_id,))
-        if row is None:
+        assert row is not None
+        self._tokens[token_id] = TokenState(row)
+        self._dispatch()
+        return token_id
+
+    async def delete(self, token_id: int) -> None:
+        """Remove a token for good (jobs holding it keep their slot until they end)."""
+        async with self._lock(token_id):
+            self.state(token_id)
+            await self._store.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
             self._tokens.pop(token_id, None)
-        elif token_id in self._tokens:
-            self._tokens[token_id].row = row
-        else:
-            self._tokens[token_id] = TokenState(row)
+        self._locks.pop(token_id, None)
+        self._dispatch()
+
+    async def reload(self, token_id: int) -> None:
+        """Re-read one row written to the database from outside the pool (tests, tools)."""
+        async with self._lock(token_id):
+            row = await self._store.fetchone("SELECT * FROM tokens WHERE id = ?", (token_id,))
+            if row is None:
+                self._tokens.pop(token_id, None)
+            elif token_id in self._tokens:
+                self._tokens[token_id].row = row
+            else:
+                self._tokens[token_id] = TokenState(row)
         self._dispatch()
 
     def state(self, token_id: int) -> TokenState:
@@ -131,17 +197,6 @@ class TokenPool:
     def busy(self, token_id: int, kind: str) -> int:
         t = self._tokens.get(token_id)
         return t.busy[kind] if t else 0
-
-    async def update_row(self, token_id: int, values: dict[str, Any]) -> None:
-        """Write some columns of one token and refresh the in-memory copy."""
-        values = {**values, "updated_at": time.time()}
-        # Memory first, before any await: callers compute counters from t.row, and two jobs
-        # finishing together must not both write "count + 1" from the same old count.
-        t = self._tokens.get(token_id)
-        if t is not None:
-            t.row.update(values)
-        self._dispatch()
-        await self._store.update("tokens", "id", token_id, values)
 
     # -- eligibility and reasons -----------------------------------------------------------
 
@@ -288,58 +343,20 @@ class TokenPool:
     # -- reactions -------------------------------------------------------------------------
 
     async def report_success(self, token_id: int, kind: str) -> None:
-        t = self._tokens.get(token_id)
-        if t is None:
-            return
-        await self.update_row(
-            token_id,
-            {
-                f"{kind}_count": int(t.row.get(f"{kind}_count") or 0) + 1,
-                "consecutive_errors": 0,
-                "cooldown_level": 0,
-                "last_used_at": time.time(),
-            },
-        )
+        with suppress(NotFoundError):  # deleted meanwhile
+            await self.transition(token_id, succeeded(kind, time.time()))
 
-    async def report_failure(self, token_id: int, failure: UpstreamFailure) -> None:
-        """Apply the one reaction of the failure's class to the token."""
-        t = self._tokens.get(token_id)
-        reaction = failure.token_reaction
-        if t is None or reaction is None:
+    async def report_failure(
+        self, token_id: int, failure: UpstreamFailure, access_token: str | None = None
+    ) -> None:
+        """Apply the one reaction of the failure's class to the token. Give the access token the
+        call used when known: a 401 on one a refresh has replaced meanwhile then changes nothing."""
+        if failure.token_reaction is None:
             return
-        now = time.time()
-        text = failure.describe()[:500]
-        values: dict[str, Any] = {"last_error": text, "last_error_at": now, "last_used_at": now}
-        if reaction in ("invalidate", "expire"):
-            values.update(
-                status="invalid" if reaction == "invalidate" else "expired",
-                status_reason=text,
-                status_at=now,
-            )
-        elif reaction == "cooldown":
-            cfg = self._settings.current.pool
-            level = int(t.row.get("cooldown_level") or 0)
-            wait = failure.retry_after or min(cfg.cooldown_base * (2**level), cfg.cooldown_max)
-            values.update(cooldown_until=now + wait, cooldown_reason=text, cooldown_level=level + 1)
-        elif reaction == "quota":
-            values.update(
-                quota_remaining=0,
-                quota_resets_at=now + (failure.retry_after or 3600.0),
-            )
-        elif reaction == "error":
-            errors = int(t.row.get("consecutive_errors") or 0) + 1
-            values.update(
-                consecutive_errors=errors, error_count=int(t.row.get("error_count") or 0) + 1
-            )
-            threshold = self._settings.current.pool.error_ban_threshold
-            if threshold and errors >= threshold:
-                values.update(
-                    status="disabled",
-                    status_reason=f"{errors} consecutive unexplained errors; last: {text}",
-                    status_at=now,
-                )
-        log.info("token %d: %s -> %s", token_id, failure.kind.value, reaction)
-        await self.update_row(token_id, values)
+        log.info("token %d: %s -> %s", token_id, failure.kind.value, failure.token_reaction)
+        change = reacted(failure, self._settings.current.pool, time.time(), access_token)
+        with suppress(NotFoundError):
+            await self.transition(token_id, change)
 
     def first_usable(self, token_id: int | None = None) -> TokenState:
         """A token for read-only data calls: the given one, else the first active one."""

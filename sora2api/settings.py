@@ -9,12 +9,20 @@ snapshot that is swapped whole on every change, so a request never sees half an 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
-from .config import Config, ConfigError, choices, coerce, field_types
+from .config import (
+    Config,
+    ConfigError,
+    check_relations,
+    choices,
+    coerce,
+    field_types,
+)
+from .config_rules import RANGES
 from .errors import BadRequestError
 from .store import Store
 
@@ -55,8 +63,28 @@ EDITABLE: dict[str, tuple[str, ...]] = {
 }
 # Secret-valued settings are shown masked.
 SECRET_FIELDS = {("generation", "watermark_custom_token")}
+# URL-valued settings: a password in them (user:password@host) is masked.
+_URL_FIELDS = {
+    ("server", "public_url"),
+    ("upstream", "proxy"),
+    ("upstream", "third_party_url"),
+    ("generation", "watermark_custom_url"),
+}
 
 _PREFIX = "cfg."
+
+
+def shown_value(section: str, key: str, value: Any) -> Any:
+    """A setting's value as any answer or log may show it: secrets through the one mask."""
+    # Late: auth and credentials import this module. mask() is the one way a secret is shown.
+    from .auth import mask
+    from .credentials import mask_proxy
+
+    if (section, key) in SECRET_FIELDS:
+        return mask(value)
+    if (section, key) in _URL_FIELDS:
+        return mask_proxy(value)
+    return value
 
 
 class Settings:
@@ -67,6 +95,12 @@ class Settings:
         self._store = store
         self._saved: dict[tuple[str, str], Any] = {}
         self.current = base
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_change(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after each change of `current`; returns the call that unsubscribes."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
 
     async def load(self) -> None:
         """Read stored overrides; a stored value the program no longer accepts is skipped, not fatal."""
@@ -92,6 +126,8 @@ class Settings:
                 continue
             changes.setdefault(section, {})[key] = value
         self.current = self._base.replace(**changes)
+        for listener in list(self._listeners):
+            listener()
 
     async def update(self, values: Mapping[str, Any]) -> list[str]:
         """Validate and save {"section.key": value}; all-or-nothing. Returns the keys changed."""
@@ -108,16 +144,17 @@ class Settings:
                     f"SORA2API_{section.upper()}_{key.upper()} and cannot be changed here",
                     param=dotted,
                 )
-            if (
-                field_types(section)[key] is float
-                and isinstance(value, int)
-                and not isinstance(value, bool)
-            ):
-                value = float(value)
             try:
                 parsed[(section, key)] = coerce(section, key, value, "setting")
             except ConfigError as exc:
-                raise BadRequestError(str(exc).replace("setting: ", ""), param=dotted) from None
+                raise BadRequestError(str(exc), param=dotted) from None
+        changes: dict[str, dict[str, Any]] = {}
+        for (section, key), value in parsed.items():
+            changes.setdefault(section, {})[key] = value
+        problem = check_relations(self.current.replace(**changes))
+        if problem is not None:
+            section, key, why = problem
+            raise BadRequestError(f"{section}.{key} {why}", param=f"{section}.{key}")
         for (section, key), value in parsed.items():
             await self._store.execute(
                 "INSERT INTO settings (key, value) VALUES (?, ?) "
@@ -130,10 +167,6 @@ class Settings:
 
     def describe(self) -> list[dict[str, Any]]:
         """Every editable field with its effective value and where that value comes from."""
-        # Late: auth and credentials import this module. mask() is the one way a secret is shown.
-        from .auth import mask
-        from .credentials import mask_proxy
-
         out: list[dict[str, Any]] = []
         for section, keys in EDITABLE.items():
             types = field_types(section)
@@ -145,24 +178,24 @@ class Settings:
                     source = "panel"
                 else:
                     source = "config"
-                secret = (section, key) in SECRET_FIELDS
-                shown = mask(value) if secret else value
-                if (section, key) == ("upstream", "proxy"):
-                    # A proxy with a password is shown masked (and edited like a secret).
-                    shown = mask_proxy(value)
-                    secret = shown != value
+                shown = shown_value(section, key, value)
                 out.append(
                     {
                         "key": f"{section}.{key}",
+                        # The effective value: the environment's, the panel's or the file's.
                         "value": shown,
                         "type": {bool: "bool", int: "int", float: "float", str: "str"}[types[key]],
                         "source": source,
                         "locked": source == "env",
-                        "file_value": None
-                        if secret
-                        else getattr(getattr(self._base, section), key),
-                        "secret": secret,
+                        # config.toml's value goes through the same mask as the effective one.
+                        "file_value": shown_value(
+                            section, key, getattr(getattr(self._base, section), key)
+                        ),
+                        # Edited like a password: the panel never receives the value to send back.
+                        "secret": (section, key) in SECRET_FIELDS or shown != value,
                         "choices": choices(section, key),
+                        # [min, max] of a number (the panel's input bounds), else None.
+                        "range": list(RANGES[(section, key)]) if (section, key) in RANGES else None,
                     }
                 )
         return out

@@ -40,6 +40,18 @@ from .errors import ApiError, BadRequestError, NotFoundError, UpstreamError
 from .pool import TokenPool
 from .settings import Settings
 from .store import Row, Store
+from .transitions import (
+    Change,
+    admin,
+    chain,
+    constant,
+    probed,
+    reacted,
+    readded,
+    refresh_failed,
+    refreshed,
+    rejected,
+)
 from .upstream.client import SoraClient, decode_jwt, jwt_email
 from .upstream.errors import Kind, UpstreamFailure
 
@@ -49,7 +61,6 @@ log = logging.getLogger(__name__)
 _CREDENTIAL_KINDS = frozenset({Kind.TOKEN_INVALID, Kind.TOKEN_EXPIRED, Kind.COUNTRY})
 # Failures that say our request was refused: also the caller's problem, so 400.
 _REFUSED_KINDS = frozenset({Kind.BAD_REQUEST, Kind.NOT_FOUND})
-_ADMIN_DISABLED = "disabled by admin"
 _REFRESH_FAILED = "Refresh failed: "
 # Seconds before a token whose refresh failed is tried again by the background task.
 _REFRESH_RETRY = 3600.0
@@ -266,20 +277,21 @@ class TokenManager:
             message = f"Adding the token failed at step '{sf.step}': {reason_of(sf.failure)}"
             if new_rt:
                 # The caller's refresh token is spent; dropping the rotated one would leave them
-                # with nothing. Keep it on a row marked invalid, and say so.
-                kept = {
-                    **base,
-                    **options,
-                    "email": email,
-                    "status": "invalid",
-                    "status_reason": message[:500],
-                    "status_at": now,
-                    "is_active": 1,
-                }
-                token_id, _ = await self._upsert(email, at, kept)
+                # with nothing. Keep it, with what the failure says about the token: a refused
+                # credential marks it, a rate limit or an outage only cools it down.
+                f = sf.failure
+                verdict = (
+                    rejected(at, f.kind, message, now)
+                    if f.kind in _CREDENTIAL_KINDS
+                    else reacted(f, self._settings.current.pool, now)
+                )
+                kept = constant({**base, **options, "email": email})
+                token_id, _ = await self._upsert(email, at, chain(kept, verdict))
+                status = self._row(token_id)["status"]
                 message += (
                     f" (the refresh token had already been rotated: the new one is kept on "
-                    f"token {token_id}, marked invalid)"
+                    f"token {token_id}, "
+                    + (f"marked {status})" if status != "active" else "which stays active)")
                 )
             raise _error_for(sf.failure, message) from None
         email = probe.email or email
@@ -300,7 +312,8 @@ class TokenManager:
         if disabled_reason:
             values.update(status="disabled", status_reason=disabled_reason, is_active=0)
         values.update(options)
-        token_id, created = await self._upsert(email, at, values)
+        change = readded(values, renewing=bool(st or rt), started=now)
+        token_id, created = await self._upsert(email, at, change)
         log.info(
             "token %d %s: %s (AT %s, expires %s)",
             token_id,
@@ -311,8 +324,9 @@ class TokenManager:
         )
         return dict(self._row(token_id)), created, probe.warnings
 
-    async def _upsert(self, email: str | None, at: str, values: dict[str, Any]) -> tuple[int, bool]:
-        """Write a token row keyed by email (by AT when there is none); (id, created)."""
+    async def _upsert(self, email: str | None, at: str, change: Change) -> tuple[int, bool]:
+        """Write a token row keyed by email (by AT when there is none); (id, created).
+        An existing row takes `change` through the pool's one writer; a new one gets its values."""
         async with self._write_lock:
             if email:
                 existing = await self._store.fetchone(
@@ -324,13 +338,11 @@ class TokenManager:
                 )
             if existing is not None:
                 token_id = int(existing["id"])
-                await self._store.update("tokens", "id", token_id, values)
-                created = False
-            else:
-                token_id = await self._store.insert("tokens", {"created_at": time.time(), **values})
-                created = True
-        await self._pool.reload(token_id)
-        return token_id, created
+                await self._pool.transition(token_id, change)
+                return token_id, False
+            # A new row: the change decides from what a fresh row holds.
+            blank: Row = {"access_token": "", "status": "active", "status_reason": ""}
+            return await self._pool.insert(change(blank)), True
 
     # -- account probing ---------------------------------------------------------------------
 
@@ -456,26 +468,21 @@ class TokenManager:
         except _StepFailure as sf:
             f = sf.failure
             reason = f"Test failed at step '{sf.step}': {reason_of(f)}"
-            values: dict[str, Any] = {"last_error": reason[:500], "last_error_at": now}
-            if f.kind in _CREDENTIAL_KINDS and row["status"] != "disabled":
-                values.update(
-                    status="expired" if f.kind is Kind.TOKEN_EXPIRED else "invalid",
-                    status_reason=reason[:500],
-                    status_at=now,
+            at = str(row["access_token"])
+            if f.kind in _CREDENTIAL_KINDS:
+                await self._pool.transition(token_id, rejected(at, f.kind, reason, time.time()))
+            else:
+                await self._pool.update_row(
+                    token_id, {"last_error": reason[:500], "last_error_at": time.time()}
                 )
-            await self._pool.update_row(token_id, values)
             log.info("token %d test failed: %s", token_id, reason)
             return self._result(token_id, ok=False, reason=reason)
         values = dict(probe.values)
         values["consecutive_errors"] = 0
         values["last_error"] = "; ".join(probe.warnings)[:500]
         values["last_error_at"] = now if probe.warnings else None
-        revive = row["status"] in ("expired", "invalid") or (
-            row["status"] == "disabled" and row.get("status_reason") != _ADMIN_DISABLED
-        )
-        if revive:
-            values.update(status="active", status_reason="", status_at=now, is_active=1)
-        await self._pool.update_row(token_id, values)
+        # Decided on the row as it is after the probe: an admin's disable meanwhile stands.
+        await self._pool.transition(token_id, probed(str(row["access_token"]), values, time.time()))
         return self._result(token_id, ok=True, reason="; ".join(probe.warnings))
 
     async def test_all(self) -> list[dict[str, Any]]:
@@ -514,11 +521,13 @@ class TokenManager:
     # -- refreshing --------------------------------------------------------------------------
 
     async def refresh(self, token_id: int) -> dict[str, Any]:
-        """New AT from the ST (first) or the RT; a failure marks the token expired with the reason."""
+        """New AT from the ST (first) or the RT; a failure is recorded on the token with the reason
+        (and marks it expired only once its access token has lapsed)."""
         row = self._row(token_id)
         if not (row.get("session_token") or row.get("refresh_token")):
+            last = f" ({row['refresh_error']})" if row.get("refresh_error") else ""
             raise BadRequestError(
-                f"Token {token_id} has no session token or refresh token to refresh with; "
+                f"Token {token_id} has no session token or refresh token to refresh with{last}; "
                 "add one with POST /api/tokens",
                 code="no_refresh_credential",
             )
@@ -527,12 +536,14 @@ class TokenManager:
     def _due(self, row: Row, now: float) -> bool:
         if not (row.get("session_token") or row.get("refresh_token")):
             return False
+        failed_at = row.get("refresh_error_at")
+        if failed_at is not None:
+            # A failed refresh is retried hourly, not every pass: hammering the auth hosts
+            # helps nobody (credentials they refused are dropped already; this is an outage).
+            wait = max(_REFRESH_RETRY, self._settings.current.pool.refresh_interval)
+            if now - float(failed_at) < wait:
+                return False
         if row["status"] == "expired":
-            # A refresh that already failed is retried hourly, not every pass: the session or
-            # refresh token may be dead for good, and hammering the auth hosts helps nobody.
-            if str(row.get("status_reason") or "").startswith(_REFRESH_FAILED):
-                wait = max(_REFRESH_RETRY, self._settings.current.pool.refresh_interval)
-                return now - float(row.get("status_at") or 0) >= wait
             return True
         expires = row.get("at_expires")
         window = self._settings.current.pool.refresh_window
@@ -551,11 +562,13 @@ class TokenManager:
             new_rt: str | None = None
             expires_in: float | None = None
             problems: list[str] = []
+            # Renewal credentials the auth host refused: dead for good, so they are dropped.
+            dead: dict[str, str] = {}
             if st:
                 try:
                     at = str((await self._client.st_to_at(st, proxy))["accessToken"])
                 except UpstreamFailure as f:
-                    problems.append(f"session token: {reason_of(f)}")
+                    problems.append(f"session token: {reason_of(f)}{_drop(f, dead, 'st', st)}")
             if at is None and rt:
                 try:
                     data = await self._rotate(token_id, rt, client_id, proxy)
@@ -564,11 +577,8 @@ class TokenManager:
                     new_rt = got if isinstance(got, str) and got and got != rt else None
                     expires_in = as_number(data.get("expires_in"))
                 except UpstreamFailure as f:
-                    problems.append(f"refresh token: {reason_of(f)}")
+                    problems.append(f"refresh token: {reason_of(f)}{_drop(f, dead, 'rt', rt)}")
             now = time.time()
-            values: dict[str, Any] = {}
-            if new_rt:
-                values["refresh_token"] = new_rt  # _rotate stored it already; keep the row in step
             at_expires: float | None = None
             if at is not None:
                 try:
@@ -585,20 +595,18 @@ class TokenManager:
                             f"the new access token already expired at {clock_time(at_expires)}"
                         )
                         at = None
+            old_at = str(row["access_token"])
             if at is None:
                 reason = _REFRESH_FAILED + "; ".join(problems)
-                values.update(last_error=reason[:500], last_error_at=now)
-                if row["status"] != "disabled":
-                    values.update(status="expired", status_reason=reason[:500], status_at=now)
-                await self._pool.update_row(token_id, values)
+                # Decided on the row as it is now: the token stays usable while its access token
+                # lives, and an admin's disable made during the call stands.
+                await self._pool.transition(token_id, refresh_failed(old_at, reason, dead, now))
                 log.warning("token %d (%s): %s", token_id, row.get("email") or "no email", reason)
                 return self._result(token_id, ok=False, reason=reason)
-            values.update(access_token=at, at_expires=at_expires)
-            if problems:
-                values.update(last_error="; ".join(problems)[:500], last_error_at=now)
-            if row["status"] in ("expired", "invalid"):
-                values.update(status="active", status_reason="", status_at=now)
-            await self._pool.update_row(token_id, values)
+            text = "; ".join(problems)
+            await self._pool.transition(
+                token_id, refreshed(old_at, at, at_expires, text, dead, now)
+            )
             log.info(
                 "token %d refreshed via %s: AT %s, expires %s",
                 token_id,
@@ -609,7 +617,7 @@ class TokenManager:
             return self._result(
                 token_id,
                 ok=True,
-                reason="; ".join(problems),
+                reason=text,
                 access_token=mask(at),
                 refresh_token_rotated=bool(new_rt),
             )
@@ -625,8 +633,7 @@ class TokenManager:
             got = data.get("refresh_token")
             if isinstance(got, str) and got and got != rt:
                 with suppress(NotFoundError):
-                    self._row(token_id)
-                    await self._pool.update_row(token_id, {"refresh_token": got})
+                    await self._pool.transition(token_id, _replace_rt(rt, got))
             return data
 
         task = asyncio.create_task(exchange())
@@ -644,11 +651,12 @@ class TokenManager:
     async def refresh_quota(self, token_id: int) -> dict[str, Any]:
         """nf/check for one token; the job engine calls it after each video."""
         row = dict(self._row(token_id))
+        at = str(row["access_token"])
         try:
-            info = await self._client.nf_check(str(row["access_token"]), row.get("proxy") or None)
+            info = await self._client.nf_check(at, row.get("proxy") or None)
         except UpstreamFailure as f:
             if f.kind in _CREDENTIAL_KINDS:
-                await self._pool.report_failure(token_id, f)
+                await self._pool.report_failure(token_id, f, at)
             log.info("token %d: quota check failed: %s", token_id, f.describe())
             return {"id": token_id, "ok": False, "reason": f"nf/check: {reason_of(f)}"}
         values = quota_values(info, time.time())
@@ -732,28 +740,7 @@ class TokenManager:
 
     async def set_enabled(self, token_id: int, enabled: bool) -> Row:
         """Admin enable (clears errors and cooldown) or disable ("disabled by admin")."""
-        self._row(token_id)
-        now = time.time()
-        if enabled:
-            values: dict[str, Any] = {
-                "status": "active",
-                "status_reason": "",
-                "status_at": now,
-                "is_active": 1,
-                "consecutive_errors": 0,
-                "cooldown_until": None,
-                "cooldown_reason": "",
-                "cooldown_level": 0,
-            }
-        else:
-            values = {
-                "status": "disabled",
-                "status_reason": _ADMIN_DISABLED,
-                "status_at": now,
-                "is_active": 0,
-            }
-        await self._pool.update_row(token_id, values)
-        return dict(self._row(token_id))
+        return await self._pool.transition(token_id, admin(enabled, time.time()))
 
     async def update(self, token_id: int, fields: Mapping[str, Any]) -> Row:
         """Change remark, proxy, enabled flags or concurrency limits."""
@@ -766,10 +753,8 @@ class TokenManager:
 
     async def delete(self, token_id: int) -> None:
         """Remove a token for good (jobs holding it keep their slot until they end)."""
-        self._row(token_id)
-        await self._store.execute("DELETE FROM tokens WHERE id = ?", (token_id,))
+        await self._pool.delete(token_id)
         self._locks.pop(token_id, None)
-        await self._pool.reload(token_id)
         log.info("token %d deleted", token_id)
 
     # -- conversions -------------------------------------------------------------------------
@@ -828,11 +813,10 @@ class TokenManager:
         }
         if stored and new_rt and new_rt != rt:
             # Otherwise the stored token would keep a refresh token that no longer works.
-            await self._pool.update_row(
-                int(stored["id"]),
-                {"refresh_token": new_rt, "access_token": at, "at_expires": out["at_expires"]},
-            )
-            out["updated_token_id"] = int(stored["id"])
+            extra = {"access_token": at, "at_expires": out["at_expires"]}
+            with suppress(NotFoundError):
+                await self._pool.transition(int(stored["id"]), _replace_rt(rt, new_rt, extra))
+                out["updated_token_id"] = int(stored["id"])
         return out
 
     async def test_proxy(self, proxy_url: str) -> dict[str, Any]:
@@ -1044,6 +1028,9 @@ class TokenManager:
             "last_used_at": r.get("last_used_at"),
             "last_error": r.get("last_error") or "",
             "last_error_at": r.get("last_error_at"),
+            # The last refresh failed (and why); the token serves on while its AT lives.
+            "refresh_error": r.get("refresh_error") or "",
+            "refresh_error_at": r.get("refresh_error_at"),
             "proxy": mask_proxy(r.get("proxy")),
             "remark": r.get("remark") or "",
             "created_at": r.get("created_at"),
@@ -1059,6 +1046,8 @@ class TokenManager:
                 then = "the refresh task will renew it"
             else:
                 then = "add a fresh one" if not renew else "refresh it (auto refresh is off)"
+            if r.get("refresh_error"):
+                then = f"the last refresh failed ({r['refresh_error']}); {then}"
             return {
                 "status": "expired",
                 "status_reason": f"The access token expired at {clock_time(expires)}; {then}",
@@ -1090,6 +1079,28 @@ def _settle(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None
             log.debug("refresh-token exchange failed: %s", type(task.exception()).__name__)
 
     return done
+
+
+def _drop(f: UpstreamFailure, dead: dict[str, str], which: str, value: str) -> str:
+    """Note a renewal credential the auth host refused for good; the text to add to the reason."""
+    refused = f.kind in (Kind.TOKEN_INVALID, Kind.TOKEN_EXPIRED) or (
+        f.kind is Kind.BAD_REQUEST and "invalid_grant" in f.message
+    )
+    if not refused:
+        return ""
+    dead["session_token" if which == "st" else "refresh_token"] = value
+    return " (removed: it cannot work again)"
+
+
+def _replace_rt(old: str, new: str, extra: Mapping[str, Any] | None = None) -> Change:
+    """Store a rotated refresh token, unless the row holds another one by now (re-added)."""
+
+    def change(row: Row) -> dict[str, Any]:
+        if row.get("refresh_token") != old:
+            return {}
+        return {"refresh_token": new, **(extra or {})}
+
+    return change
 
 
 def _not_activated(f: UpstreamFailure) -> bool:

@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from sora2api import auth
 from sora2api.app import create_app
 from sora2api.config import Config, build_config
 from sora2api.simulator import SIM_STATE, SimState, create_simulator
@@ -27,6 +28,13 @@ class Sim:
     @property
     def url(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scrypt at OWASP cost takes ~0.4 s and the suite hashes hundreds of times. The service's
+    default stays at OWASP cost: tests/test_password_hashing.py proves it."""
+    monkeypatch.setattr(auth, "hash_cost", auth.ScryptCost(n=2**10, r=8, p=1))
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from sora2api import keys
 from sora2api.auth import mask
 from sora2api.reqlog import REQLOG
+from sora2api.retention import RETENTION
 from sora2api.simulator import mp4_bytes
 
 from .conftest import API_KEY, KEY, Sim
@@ -415,6 +416,8 @@ async def test_logs_bad_query(
 
 async def test_request_log_retention(make_client: MakeClient) -> None:
     client = await make_client(storage={"log_max_rows": 5, "log_max_days": 1})
+    # The start-up retention pass runs in the background: let it finish before adding rows.
+    await asyncio.wait_for(client.app[RETENTION].passed.wait(), 10)
     for _ in range(8):
         await client.get("/v1/models/sora-image", headers=KEY)
     reqlog = client.app[REQLOG]

@@ -325,7 +325,7 @@ async def test_a_saved_setting_takes_effect(panel: Panel, page: Any, tmp_path: P
     await upstream.get_by_role("button", name="Save").click()
     error = upstream.locator(".form-error")
     await error.wait_for()
-    assert "image_timeout must not be negative" in await error.inner_text()
+    assert "image_timeout must be from 1 to 86400" in await error.inner_text()
     assert "invalid" in (
         await upstream.locator('input[name="upstream.image_timeout"]').get_attribute("class") or ""
     )

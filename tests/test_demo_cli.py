@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient
 
 from sora2api.simulator import SIM_STATE, create_simulator
 from sora2api.simulator.persist import StateFile
+from sora2api.simulator.providers import PROVIDER_STATE
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "scripts" / "demo.py"
@@ -100,6 +101,10 @@ async def run(*argv: str, cwd: Path = ROOT) -> AsyncIterator[Proc]:
             await proc.wait()
 
 
+def provider_keys(proc: Proc) -> list[str]:
+    return [line.split()[3] for line in proc.lines if " key " in line]
+
+
 def simulator(port: int, *extra: str) -> tuple[str, ...]:
     return (sys.executable, "-m", "sora2api.simulator", "--port", str(port), *extra)
 
@@ -142,6 +147,8 @@ async def test_restart_keeps_accounts_and_tokens(tmp_path: Path) -> None:
             tokens["AT2"],
         )
         assert again["RT"] == rotated["refresh_token"]
+        # The live providers' keys too: one per provider, the same ones.
+        assert provider_keys(second) == provider_keys(first) and len(provider_keys(first)) == 3
         assert await me(session, base, tokens["AT"]) == 200
         assert await me(session, base, rotated["access_token"]) == 200
         status, body = await refresh(session, base, tokens["RT"])
@@ -251,7 +258,8 @@ async def test_state_file_is_written_when_tokens_change_only(
     app = create_simulator(time_scale=0.01)
     sim_state = app[SIM_STATE]
     account = sim_state.add_account("a@sim.example")
-    state_file = StateFile(tmp_path / "sim.json", sim_state)
+    gateway = app[PROVIDER_STATE].add_account("openai", variant={"wrap": True})
+    state_file = StateFile(tmp_path / "sim.json", sim_state, app[PROVIDER_STATE])
     state_file.save()
     state_file.attach(app)
     client = await aiohttp_client(app)
@@ -270,8 +278,10 @@ async def test_state_file_is_written_when_tokens_change_only(
     assert saved["used_refresh_tokens"] == {old_rt: "a@sim.example"}
     # A fresh simulator restored from the file accepts the same tokens.
     other = create_simulator(time_scale=0.01)
-    StateFile(state_file.path, other[SIM_STATE]).load()
+    StateFile(state_file.path, other[SIM_STATE], other[PROVIDER_STATE]).load()
     again = await aiohttp_client(other)
+    resp = await again.get("/v1/videos", headers={"Authorization": f"Bearer {gateway.key}"})
+    assert resp.status == 200 and (await resp.json())["code"] == "success"  # its variant too
     resp = await again.get(
         "/backend/me", headers={"Authorization": f"Bearer {account.access_token}"}
     )

@@ -18,7 +18,16 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer, unused_port
 
 from sora2api.app import create_app
-from sora2api.simulator.media import Mp4, mp4_bytes, pattern_png, sniff_image, sniff_video
+from sora2api.simulator import SIM_STATE, create_simulator
+from sora2api.simulator.media import (
+    Mp4,
+    mp4_bytes,
+    pattern_png,
+    sniff_image,
+    sniff_video,
+    video_shape,
+)
+from sora2api.simulator.providers import PROVIDER_STATE
 
 from .conftest import KEY, Sim, config_for
 from .helpers import add_token, chat
@@ -256,3 +265,40 @@ async def test_two_image_requests_get_different_pictures(
     (w1, h1, rgb1), (w2, h2, rgb2) = pictures
     assert h1 > w1 and (w1, h1) == (w2, h2) and rgb1 != rgb2
     assert [c.json["height"] for c in sim.state.calls("POST", "/backend/video_gen")] == [540, 540]
+
+
+@pytest.mark.parametrize(
+    ("params", "shape"),
+    [
+        ({"seconds": "8", "size": "720x1280"}, (8000, 720, 1280)),
+        ({"duration": 12, "ratio": "21:9"}, (12000, 21, 9)),
+        ({"duration": -1, "ratio": "adaptive"}, (5000, 16, 9)),
+        ({"response_format": {"duration": "6", "aspect_ratio": "9:16"}}, (6000, 9, 16)),
+        ({}, (5000, 16, 9)),
+    ],
+)
+def test_live_provider_parameters_give_the_video_its_shape(
+    params: dict[str, Any], shape: tuple[int, int, int]
+) -> None:
+    got = video_shape(params)
+    assert (got["duration_ms"], got["width"], got["height"]) == shape
+
+
+async def test_gateway_video_has_the_requested_length_and_orientation(
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+) -> None:
+    app = create_simulator(time_scale=0.01)
+    key = app[PROVIDER_STATE].add_account("openai").key
+    client = await aiohttp_client(app)
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"model": "sora-2", "prompt": "a tall tower", "seconds": "8", "size": "720x1280"}
+    resp = await client.post("/v1/videos", json=body, headers=headers)
+    assert resp.status == 200, await resp.text()
+    video_id = (await resp.json())["id"]
+    app[SIM_STATE].advance(3600)
+    resp = await client.get(f"/v1/videos/{video_id}/content", headers=headers)
+    assert resp.status == 200 and resp.content_type == "video/mp4"
+    seconds, width, height, _ = track_facts(await resp.read())
+    assert seconds == 8 and width < height
+    resp = await client.get(f"/v1/videos/{video_id}/content?variant=thumbnail", headers=headers)
+    assert png_facts(await resp.read())[:2] == (90, 160)

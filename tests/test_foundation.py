@@ -65,7 +65,7 @@ def _write(tmp_path: Path, text: str) -> Path:
             "[security] allow_private_urls must be true or false",
         ),
         ("[generation]\ncontent_format = 'html'", "content_format must be one of json, markdown"),
-        ("[upstream]\npoll_interval = -1", "must not be negative"),
+        ("[upstream]\npoll_interval = -1", "poll_interval must be from 0.05 to 60"),
         ("[upstream]\nproxy = 'ftp://x'", "[upstream] proxy must start with http://"),
     ],
 )

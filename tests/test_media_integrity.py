@@ -277,7 +277,7 @@ async def test_free_disk_floor_fails_the_job_before_the_disk_fills(
     make_client: MakeClient, sim: Sim
 ) -> None:
     # No disk has an exabyte free, so every download would cross this floor.
-    client = await ready(make_client, sim, storage={"media_min_free_mb": 10**12})
+    client = await ready(make_client, sim, storage={"media_min_free_mb": 100_000_000})
     done = await video(client)
     assert done["status"] == "failed", done
     message = done["error"]["message"]

@@ -247,7 +247,10 @@ async def test_recent_tasks_keeps_newest_twenty(fake: Sim) -> None:
     _, listed = await fake.get("/backend/v2/recent_tasks?limit=20")
     assert [t["id"] for t in listed["task_responses"]] == ids[::-1][:20]
     other = fake.state.add_account()
-    assert (await fake.get("/backend/v2/recent_tasks", other))[1] == {"task_responses": []}
+    assert (await fake.get("/backend/v2/recent_tasks", other))[1] == {
+        "task_responses": [],
+        "cursor": None,
+    }
 
 
 async def test_image_failure_and_violation(fake: Sim) -> None:

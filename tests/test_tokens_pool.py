@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 from sora2api import keys
 from sora2api.errors import UnavailableError
 from sora2api.pool import TokenPool
+from sora2api.transitions import admin
 from sora2api.upstream.errors import Kind, UpstreamFailure
 
 from .conftest import Sim
@@ -153,7 +154,7 @@ async def test_waiter_fails_fast_when_its_last_token_goes(make_client: MakeClien
     async with pool.lease("video"):
         waiter = asyncio.create_task(pool.lease("video").__aenter__())
         await asyncio.sleep(0.01)
-        await pool.update_row(tid, {"status": "disabled", "status_reason": "disabled by admin"})
+        await pool.transition(tid, admin(False, time.time()))
         with pytest.raises(UnavailableError, match="1 disabled"):
             async with asyncio.timeout(1):
                 await waiter

@@ -57,7 +57,7 @@ def running_upstream(row: dict[str, Any]) -> bool:
     return (
         row["status"] == "in_progress"
         and bool(row["upstream_task_id"])
-        and orjson.loads(row["state"]).get("phase") == "poll"
+        and row["phase"] == "polling"
     )
 
 

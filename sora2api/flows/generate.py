@@ -1,8 +1,10 @@
 """The generation flows: image, video (t2v, i2v, remix, storyboard), character, watermark-free.
 
-Each flow leases a token, submits once, then follows the task through the token's watcher.
-Token-level failures before the task exists move the job to another token; after it exists the
-job stays on its token (resubmitting would spend the user's quota twice).
+Each flow leases a token, submits once, then follows the task through the token's watcher. The
+job moves through the engine's phases (queued, submitting, submitted, polling, caching), each
+written with its data, so a restart continues from the phase it stopped in. A failure that proves
+no task was created moves the job to another token; a create whose answer leaves that open is
+reconciled against the account's task lists, never resent (that could spend the quota twice).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from typing import Any
 import orjson
 
 from ..errors import ApiError
-from ..jobs import JobContext, JobFailed
+from ..jobs import CACHING, POLLING, QUEUED, SUBMITTED, SUBMITTING, JobContext, JobFailed
 from ..models import MODELS, Model
 from ..pool import Lease
 from ..upstream.errors import Kind, UpstreamFailure
 from .prompts import parse_storyboard
+from .reconcile import find_task, may_have_created
 from .request import GenRequest, MediaInput
 from .results import character_result, image_result, video_result
 
@@ -40,23 +43,20 @@ def _spec(ctx: JobContext) -> dict[str, Any]:
 
 
 async def _leased(ctx: JobContext, kind: str, submit: SubmitFn, follow: FollowFn) -> dict[str, Any]:
-    """Lease a token, submit, follow; before the task exists, a token-level failure switches tokens."""
+    """Lease a token, submit, follow; a failure that proves no task exists switches tokens."""
     tried: set[int] = set()
     switches = ctx.settings.current.upstream.max_token_switches
     while True:
         async with ctx.pool.lease(kind, exclude=tried, on_queued=ctx.on_queued) as lease:
-            # From here a restart cannot tell whether Sora got the create: never rerun it.
-            await ctx.save_state(phase="submitting")
-            await ctx.save(token_id=lease.token_id)
+            await ctx.transition(SUBMITTING, token_id=lease.token_id)
             try:
                 task_id = await submit(lease)
             except UpstreamFailure as failure:
-                await ctx.pool.report_failure(lease.token_id, failure)
-                failure.reported = True
-                # A create that may have reached Sora is never resent: it may have spent quota.
-                resendable = not failure.sent or failure.kind not in (Kind.TIMEOUT, Kind.TRANSPORT)
-                if failure.switch_token and resendable and len(tried) < switches:
+                await _report(ctx, lease, failure)
+                # Only failures that came before any task existed get here (see _create).
+                if failure.switch_token and len(tried) < switches:
                     tried.add(lease.token_id)
+                    await ctx.transition(QUEUED, token_id=None, state={"create": None})
                     await ctx.emit(
                         "processing",
                         "processing",
@@ -65,21 +65,76 @@ async def _leased(ctx: JobContext, kind: str, submit: SubmitFn, follow: FollowFn
                     )
                     continue
                 raise
-            await ctx.save(upstream_task_id=task_id)
-            try:
-                return await follow(ctx, lease, task_id)
-            except UpstreamFailure as failure:
-                if not failure.reported:
-                    await ctx.pool.report_failure(lease.token_id, failure)
-                    failure.reported = True
+            return await _following(ctx, lease, task_id, follow)
+
+
+async def _report(ctx: JobContext, lease: Lease, failure: UpstreamFailure) -> None:
+    """Tell the pool once per failure (a failure shared by many jobs counts once)."""
+    if not failure.reported:
+        await ctx.pool.report_failure(lease.token_id, failure)
+        failure.reported = True
+
+
+async def _following(
+    ctx: JobContext, lease: Lease, task_id: str, follow: FollowFn
+) -> dict[str, Any]:
+    try:
+        return await follow(ctx, lease, task_id)
+    except UpstreamFailure as failure:
+        await _report(ctx, lease, failure)
+        raise
+
+
+async def _create(
+    ctx: JobContext,
+    lease: Lease,
+    kind: str,
+    prompt: str,
+    call: Callable[[], Awaitable[str]],
+    label: str,
+) -> str:
+    """Send the create once. An answer that leaves open whether the task exists is reconciled
+    against the account's lists; the task id is recorded in the same update as `submitted`."""
+    async with ctx.engine.create_lock(lease.token_id, prompt):
+        sent_at = time.time()
+        # Written before sending: a restart then knows the create may have reached Sora.
+        await ctx.save_state(create={"kind": kind, "prompt": prompt, "sent_at": sent_at})
+        try:
+            task_id = await call()
+        except UpstreamFailure as failure:
+            if not may_have_created(failure):
                 raise
+            await _report(ctx, lease, failure)
+            task_id = await find_task(
+                ctx, lease.token_id, kind, prompt, sent_at, failure.describe(), failure.kind.value
+            )
+        await ctx.transition(
+            SUBMITTED, upstream_task_id=task_id, state={"task_id": task_id, "task_kind": kind}
+        )
+    await _task_started(ctx, task_id, label)
+    return task_id
+
+
+async def _upload(ctx: JobContext, call: Callable[[], Awaitable[str]]) -> str:
+    """Uploads spend no quota: one that timed out or was cut off is sent once more (a second
+    failure moves the job to another token like any token-level failure)."""
+    try:
+        return await call()
+    except UpstreamFailure as failure:
+        if failure.kind not in (Kind.TIMEOUT, Kind.TRANSPORT):
+            raise
+        await ctx.emit("upload", "processing", f"Upload failed ({failure.describe()}); retrying")
+    return await call()
 
 
 async def _upload_image(ctx: JobContext, lease: Lease, image: MediaInput, role: str) -> str:
     """Upload the request's image; image-to-image and image-to-video wrap the id differently."""
     await ctx.emit("upload", "started", f"Uploading the {role} image...")
-    media_id = await ctx.client.upload_image(
-        lease.access_token, image.data, image.filename, image.content_type, lease.proxy
+    media_id = await _upload(
+        ctx,
+        lambda: ctx.client.upload_image(
+            lease.access_token, image.data, image.filename, image.content_type, lease.proxy
+        ),
     )
     await ctx.emit(
         "upload", "completed", f"The {role} image is uploaded", details={"media_id": media_id}
@@ -99,8 +154,8 @@ async def _poll(
     up = ctx.settings.current.upstream
     timeout = up.image_timeout if kind == "image" else up.video_timeout
     watcher = ctx.engine.watchers.for_token(lease.token_id)
-    queue = watcher.track(task_id, kind)
-    await ctx.save_state(phase="poll", task_id=task_id, task_kind=kind)
+    queue = watcher.track(task_id, kind, since=ctx.row.get("created_at"))
+    await ctx.transition(POLLING)
     try:
         async with asyncio.timeout(timeout):
             while True:
@@ -111,6 +166,11 @@ async def _poll(
                 if update.state == "failed":
                     assert update.failure is not None
                     raise update.failure
+                if update.state == "delayed":
+                    # The task goes on upstream; the stream says why no progress comes meanwhile.
+                    delay = {"task_id": task_id, "poll_delayed": True, "retry_in": update.retry_in}
+                    await ctx.emit(stage, "processing", update.message, None, delay)
+                    continue
                 pct = update.progress * 100
                 await ctx.progress(
                     stage,
@@ -119,8 +179,10 @@ async def _poll(
                     {"task_status": update.status, "task_id": task_id},
                 )
     except TimeoutError:
+        trouble = watcher.trouble
+        why = f"; status polling was failing: {trouble.describe()}" if trouble else ""
         raise UpstreamFailure(
-            Kind.TIMEOUT, f"generation exceeded the {timeout:g} s limit", endpoint="poll"
+            Kind.TIMEOUT, f"generation exceeded the {timeout:g} s limit{why}", endpoint="poll"
         ) from None
     finally:
         watcher.untrack(task_id)
@@ -170,15 +232,25 @@ async def _image(ctx: JobContext) -> dict[str, Any]:
             "n_frames": 1,
             "inpaint_items": inpaint,
         }
-        task_id = await ctx.client.create_image(lease.access_token, payload, lease.proxy)
-        await _task_started(ctx, task_id, "Image")
-        return task_id
+        return await _create(
+            ctx,
+            lease,
+            "image",
+            req.prompt,
+            lambda: ctx.client.create_image(lease.access_token, payload, lease.proxy),
+            "Image",
+        )
 
     return await _leased(ctx, "image", submit, _follow_image)
 
 
 async def _follow_image(ctx: JobContext, lease: Lease, task_id: str) -> dict[str, Any]:
     task = await _poll(ctx, lease, task_id, "image", "generation", "Image generation")
+    await ctx.transition(CACHING, state={"result": task})
+    return await _finish_image(ctx, lease, task)
+
+
+async def _finish_image(ctx: JobContext, lease: Lease, task: dict[str, Any]) -> dict[str, Any]:
     urls = [
         str(g["url"]) for g in task.get("generations") or [] if isinstance(g, dict) and g.get("url")
     ]
@@ -248,8 +320,15 @@ async def _video(ctx: JobContext, *, prompt: str | None = None) -> dict[str, Any
             }
             if req.style_id:
                 payload["style_id"] = req.style_id
-            task_id = await ctx.client.create_video(at, payload, proxy)
-        elif req.mode == "storyboard":
+            return await _create(
+                ctx,
+                lease,
+                "video",
+                req.prompt,
+                _call(ctx.client.create_video, at, payload, proxy),
+                "Video",
+            )
+        if req.mode == "storyboard":
             assert req.storyboard is not None
             await ctx.emit(
                 "storyboard",
@@ -273,25 +352,50 @@ async def _video(ctx: JobContext, *, prompt: str | None = None) -> dict[str, Any
                 audio_transcript=None,
                 video_caption=None,
             )
-            task_id = await ctx.client.create_storyboard(at, payload, proxy)
-        else:
-            payload = _video_payload(spec, prompt or req.prompt, inpaint, req.model)
-            task_id = await ctx.client.create_video(at, payload, proxy)
-        await _task_started(ctx, task_id, "Video")
-        return task_id
+            return await _create(
+                ctx,
+                lease,
+                "video",
+                payload["prompt"],
+                _call(ctx.client.create_storyboard, at, payload, proxy),
+                "Video",
+            )
+        payload = _video_payload(spec, prompt or req.prompt, inpaint, req.model)
+        return await _create(
+            ctx,
+            lease,
+            "video",
+            payload["prompt"],
+            _call(ctx.client.create_video, at, payload, proxy),
+            "Video",
+        )
 
     return await _leased(ctx, "video", submit, _follow_video)
+
+
+def _call(
+    create: Callable[[str, dict[str, Any], str | None], Awaitable[str]],
+    at: str,
+    payload: dict[str, Any],
+    proxy: str | None,
+) -> Callable[[], Awaitable[str]]:
+    return lambda: create(at, payload, proxy)
 
 
 async def _follow_video(ctx: JobContext, lease: Lease, task_id: str) -> dict[str, Any]:
     draft = await _poll(ctx, lease, task_id, "video", "generation", "Video generation")
     await ctx.pool.report_success(lease.token_id, "video")
+    # The generation id is kept for later: a remix of this video publishes the draft by it.
+    generation_id = draft.get("id") or draft.get("generation_id")
+    await ctx.transition(CACHING, state={"result": draft, "generation_id": generation_id})
     await ctx.emit(
         "generation", "completed", "Video generated", 100.0, {"generation_id": draft.get("id")}
     )
-    # Kept for later: a remix of this video publishes the draft by its generation id.
-    await ctx.save_state(generation_id=draft.get("id") or draft.get("generation_id"))
     await _refresh_quota(ctx, lease)
+    return await _finish_video(ctx, lease, draft)
+
+
+async def _finish_video(ctx: JobContext, lease: Lease, draft: dict[str, Any]) -> dict[str, Any]:
     await _cache_thumbnail(ctx, lease, draft)
     source = str(draft.get("downloadable_url") or draft.get("url"))
     if ctx.settings.current.generation.watermark_free:
@@ -334,7 +438,6 @@ async def _watermark_free(ctx: JobContext, lease: Lease, draft: dict[str, Any]) 
     """Publish, resolve the clean file, cache it, and always delete the post again.
     Returns the cached URL, or None to fall back to the normal video (when allowed)."""
     gen = ctx.settings.current.generation
-    post_id: str | None = None
     await ctx.emit("watermark_free", "started", "Publishing to get the watermark-free file...")
     try:
         generation_id = draft.get("id") or draft.get("generation_id")
@@ -343,6 +446,8 @@ async def _watermark_free(ctx: JobContext, lease: Lease, draft: dict[str, Any]) 
                 Kind.MALFORMED, "the draft has no generation id", endpoint="drafts"
             )
         post_id = await ctx.client.publish(lease.access_token, str(generation_id), lease.proxy)
+        # The engine deletes the post when the job ends, however it ends (a restart included).
+        await ctx.record_cleanup("post", post_id, lease.token_id)
         await ctx.emit(
             "watermark_free",
             "processing",
@@ -377,18 +482,6 @@ async def _watermark_free(ctx: JobContext, lease: Lease, draft: dict[str, Any]) 
             details={"fallback": True},
         )
         return None
-    finally:
-        if post_id:
-            try:
-                await ctx.client.delete_post(lease.access_token, post_id, lease.proxy)
-                await ctx.emit(
-                    "watermark_free",
-                    "processing",
-                    "Published post deleted",
-                    details={"post_id": post_id},
-                )
-            except UpstreamFailure as exc:
-                log.warning("could not delete post %s: %s", post_id, exc.describe())
 
 
 # -- characters ------------------------------------------------------------------------------
@@ -400,10 +493,12 @@ async def _create_character(ctx: JobContext, lease: Lease, *, public: bool) -> d
     opts = req.character
     at, proxy = lease.access_token, lease.proxy
     await ctx.emit("character_creation", "started", "Uploading the character video...")
-    cameo_id = await ctx.client.upload_cameo_video(
-        at, req.video.data, opts.get("timestamps", "0,3"), proxy
+    video = req.video
+    cameo_id = await _upload(
+        ctx,
+        lambda: ctx.client.upload_cameo_video(at, video.data, opts.get("timestamps", "0,3"), proxy),
     )
-    await ctx.save_state(phase="cameo", cameo_id=cameo_id)
+    await ctx.save_state(cameo_id=cameo_id)
     await ctx.emit(
         "character_creation",
         "processing",
@@ -441,6 +536,9 @@ async def _create_character(ctx: JobContext, lease: Lease, *, public: bool) -> d
         else None,
     }
     character_id = await ctx.client.finalize_character(at, body, proxy)
+    if not public:
+        # A temporary character: deleted when the job ends, however it ends.
+        await ctx.record_cleanup("character", character_id, lease.token_id)
     visibility = "private"
     if public:
         await ctx.client.update_cameo(at, cameo_id, {"visibility": "public"}, proxy)
@@ -506,26 +604,23 @@ async def _free_username(ctx: JobContext, lease: Lease, wanted: str, *, explicit
 
 async def _character(ctx: JobContext) -> dict[str, Any]:
     async with ctx.pool.lease("video", on_queued=ctx.on_queued) as lease:
-        await ctx.save(token_id=lease.token_id)
+        await ctx.transition(SUBMITTING, token_id=lease.token_id)
         try:
             return await _create_character(ctx, lease, public=True)
         except UpstreamFailure as failure:
-            await ctx.pool.report_failure(lease.token_id, failure)
+            await _report(ctx, lease, failure)
             raise
 
 
 async def _character_video(ctx: JobContext) -> dict[str, Any]:
-    """Create a temporary character, generate a video starring it, then delete the character."""
+    """Create a temporary character and generate a video starring it; the engine deletes the
+    character when the job ends."""
     req = ctx.req
     assert req is not None
     async with ctx.pool.lease("video", on_queued=ctx.on_queued) as lease:
-        await ctx.save(token_id=lease.token_id)
+        await ctx.transition(SUBMITTING, token_id=lease.token_id)
         try:
             char = await _create_character(ctx, lease, public=False)
-        except UpstreamFailure as failure:
-            await ctx.pool.report_failure(lease.token_id, failure)
-            raise
-        try:
             spec = req.describe()
             payload = _video_payload(
                 {**spec, "style_id": req.style_id},
@@ -533,27 +628,12 @@ async def _character_video(ctx: JobContext) -> dict[str, Any]:
                 [],
                 req.model,
             )
-            task_id = await ctx.client.create_video(lease.access_token, payload, lease.proxy)
-            await ctx.save(upstream_task_id=task_id)
-            await _task_started(ctx, task_id, "Video")
-            return await _follow_video(ctx, lease, task_id)
-        finally:
-            await _cleanup_character(ctx, lease, char["character_id"])
-
-
-async def _cleanup_character(ctx: JobContext, lease: Lease, character_id: str) -> None:
-    # Shielded: a cancelled job must still delete its temporary character upstream.
-    async def delete() -> None:
-        try:
-            await ctx.client.delete_character(lease.access_token, character_id, lease.proxy)
-            await ctx.engine.store.execute(
-                "UPDATE characters SET deleted = 1 WHERE character_id = ?", (character_id,)
-            )
-            await ctx.emit("character_creation", "completed", "Temporary character cleaned up")
-        except UpstreamFailure as exc:
-            log.warning("could not delete temporary character %s: %s", character_id, exc.describe())
-
-    await asyncio.shield(delete())
+            call = _call(ctx.client.create_video, lease.access_token, payload, lease.proxy)
+            task_id = await _create(ctx, lease, "video", payload["prompt"], call, "Video")
+        except UpstreamFailure as failure:
+            await _report(ctx, lease, failure)
+            raise
+        return await _following(ctx, lease, task_id, _follow_video)
 
 
 # -- entry points ----------------------------------------------------------------------------
@@ -609,39 +689,67 @@ def _rebuild_request(ctx: JobContext) -> GenRequest | None:
 
 
 async def resume_flow(ctx: JobContext) -> dict[str, Any]:
-    """Continue a job from its stored upstream task id; never submit anything again."""
+    """Continue a job from its stored phase after a restart; never send a create twice."""
     state = ctx.state
-    token_id = ctx.row.get("token_id")
-    task_id = state.get("task_id") or ctx.row.get("upstream_task_id")
-    if state.get("phase") is None:
-        # Nothing was ever sent to Sora for this job (it was queued for a token): run it now.
-        req = _rebuild_request(ctx)
-        if req is not None:
-            ctx.req = req
-            await ctx.emit(
-                "processing", "started", "Restarted before reaching Sora; starting it now"
-            )
-            return await run_flow(ctx)
-    if state.get("phase") != "poll" or not task_id or token_id is None:
+    create = state.get("create")
+    if ctx.phase == SUBMITTING and not create and state.get("phase"):
+        # Written by a version that did not record its create calls: it may have been sent.
         raise JobFailed(
             "interrupted",
-            "The server restarted before this job's task existed upstream; it was not resubmitted "
+            "The server restarted while this job was being submitted; it was not resubmitted "
             "(that could spend quota twice). Submit it again.",
         )
-    kind = state.get("task_kind", "video")
-    await ctx.emit(
-        "generation", "processing", "Resumed after a server restart", details={"task_id": task_id}
-    )
+    if ctx.phase in ("", QUEUED) or (ctx.phase == SUBMITTING and not create):
+        # No create was sent for this job: run it now when the row holds the whole request.
+        req = _rebuild_request(ctx)
+        if req is None:
+            raise JobFailed(
+                "interrupted",
+                "The server restarted before this job reached Sora, and its uploaded media is not "
+                "kept; it was not resubmitted. Submit it again.",
+            )
+        ctx.req = req
+        if ctx.phase == SUBMITTING:
+            await ctx.transition(QUEUED, token_id=None)
+        await ctx.emit("processing", "started", "Restarted before reaching Sora; starting it now")
+        return await run_flow(ctx)
+    token_id = ctx.row.get("token_id")
+    if token_id is None:
+        raise JobFailed("interrupted", f"The job stopped in phase {ctx.phase!r} without a token")
+    kind = str(state.get("task_kind") or (create or {}).get("kind") or "video")
+    follow = _follow_image if kind == "image" else _follow_video
     async with ctx.pool.lease(kind, token_id=int(token_id)) as lease:
         try:
-            if kind == "image":
-                return await _follow_image(ctx, lease, str(task_id))
-            try:
-                return await _follow_video(ctx, lease, str(task_id))
-            finally:
-                if state.get("character_id") and _spec(ctx).get("mode") == "character_video":
-                    await _cleanup_character(ctx, lease, str(state["character_id"]))
+            if ctx.phase == SUBMITTING:
+                assert isinstance(create, dict)
+                async with ctx.engine.create_lock(lease.token_id, str(create["prompt"])):
+                    task_id = await find_task(
+                        ctx,
+                        lease.token_id,
+                        kind,
+                        str(create["prompt"]),
+                        float(create["sent_at"]),
+                        "the server stopped while it was in flight",
+                        "interrupted",
+                    )
+                    await ctx.transition(
+                        SUBMITTED,
+                        upstream_task_id=task_id,
+                        state={"task_id": task_id, "task_kind": kind},
+                    )
+            else:
+                task_id = str(ctx.row.get("upstream_task_id") or state.get("task_id") or "")
+            await ctx.emit(
+                "generation",
+                "processing",
+                f"Resumed after a server restart (phase {ctx.phase})",
+                details={"task_id": task_id},
+            )
+            if ctx.phase == CACHING and isinstance(state.get("result"), dict):
+                if kind == "image":
+                    return await _finish_image(ctx, lease, state["result"])
+                return await _finish_video(ctx, lease, state["result"])
+            return await follow(ctx, lease, task_id)
         except UpstreamFailure as failure:
-            if not failure.reported:
-                await ctx.pool.report_failure(lease.token_id, failure)
+            await _report(ctx, lease, failure)
             raise

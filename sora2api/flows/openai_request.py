@@ -30,7 +30,7 @@ from .prompts import (
     strip_remix_id,
     validate_remix_id,
 )
-from .request import GenRequest, MediaInput, _character_options, load_media
+from .request import MAX_PROMPT, GenRequest, MediaInput, _character_options, load_media
 
 if TYPE_CHECKING:
     from ..jobs import JobEngine
@@ -94,6 +94,7 @@ IMAGE_ALIASES = (
 MAX_IMAGES = 4  # the backend's n_variants limit
 
 _CHAR_ID = re.compile(r"char_[0-9a-f]{32}")
+_DIGITS = re.compile(r"[0-9]{1,9}")
 _USERNAME = re.compile(r"@?([a-z0-9_.]{3,40})")
 
 
@@ -119,8 +120,10 @@ def _prompt(fields: dict[str, Any]) -> str:
         raise BadRequestError("'prompt' is required: describe what to generate", param="prompt")
     if not isinstance(value, str):
         raise BadRequestError("'prompt' must be a string", param="prompt")
-    if len(value) > 10_000:
-        raise BadRequestError("'prompt' is longer than 10000 characters", param="prompt")
+    if len(value) > MAX_PROMPT:
+        raise BadRequestError(
+            f"'prompt' is longer than {MAX_PROMPT} characters ({len(value)})", param="prompt"
+        )
     return value.strip()
 
 
@@ -128,7 +131,8 @@ def _int_field(fields: dict[str, Any], name: str, default: int, lo: int, hi: int
     value = fields.get(name)
     if value is None or value == "":
         return default
-    if isinstance(value, str) and value.strip().isdigit():
+    # Form fields arrive as text. str.isdigit() also accepts "²" and "①", which int() refuses.
+    if isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
         value = int(value.strip())
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise BadRequestError(f"'{name}' must be an integer from {lo} to {hi}", param=name)

@@ -22,6 +22,11 @@ from .prompts import (
 )
 
 _USERNAME = re.compile(r"[a-z0-9_.]{3,40}")
+# The longest prompt any API takes (the Videos and Images APIs' limit; the upstream refuses
+# longer ones only after the job has taken a token).
+MAX_PROMPT = 10_000
+# Character timestamps: seconds into the source clip, which is never an hour long.
+_MAX_TIMESTAMP = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,9 +151,11 @@ def _character_options(raw: Any) -> dict[str, Any]:
                 "character_options.timestamps must be 'start,end' in seconds, e.g. '0,3'",
                 param="character_options.timestamps",
             ) from None
-        if not 0 <= start < end:
+        # NaN fails every comparison; inf and 1e308 fail the upper bound.
+        if not 0 <= start < end <= _MAX_TIMESTAMP:
             raise BadRequestError(
-                "character_options.timestamps: start must be >= 0 and before end",
+                "character_options.timestamps: start and end must be seconds from 0 to "
+                f"{_MAX_TIMESTAMP:g}, start before end",
                 param="character_options.timestamps",
             )
         opts["timestamps"] = f"{start:g},{end:g}"
@@ -204,6 +211,10 @@ async def parse_chat(body: Any, guard: UrlGuard) -> GenRequest:
             "message content must be a string or an array of parts", param="messages"
         )
     prompt = "\n".join(t.strip() for t in texts if t.strip())
+    if len(prompt) > MAX_PROMPT:
+        raise BadRequestError(
+            f"The prompt is longer than {MAX_PROMPT} characters ({len(prompt)})", param="messages"
+        )
     if not prompt and image_value in (None, "") and video_value in (None, ""):
         raise BadRequestError("The message has no text, image or video", param="messages")
 

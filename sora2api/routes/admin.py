@@ -290,9 +290,11 @@ async def delete_character(request: web.Request) -> web.Response:
 
 
 async def request_counts(store: Store) -> dict[str, int]:
+    # Totals kept by triggers, today's count from the ts index (one scan computing all three
+    # read every row).
     row = await store.fetchone(
-        "SELECT COUNT(*) AS total, COALESCE(SUM(ts >= ?), 0) AS today,"
-        " COALESCE(SUM(status >= 400), 0) AS errors FROM request_logs",
+        "SELECT n AS total, (SELECT COUNT(*) FROM request_logs WHERE ts >= ?) AS today,"
+        " errors FROM request_log_count",
         (start_of_today(time.time()),),
     )
     return {k: int(v) for k, v in (row or {}).items()}
@@ -302,20 +304,38 @@ async def find_jobs(
     store: Store, status: str | None, kind: str | None, limit: int, offset: int
 ) -> list[Row]:
     where, params = [], []
-    if status == "active":
-        where.append("j.status IN ('queued', 'in_progress')")
-    elif status:
-        where.append("j.status = ?")
-        params.append(status)
     if kind:
         where.append("j.kind = ?")
         params.append(kind)
+    if status and status != "active":
+        return await _jobs_page(store, [*where, "j.status = ?"], [*params, status], limit, offset)
+    # Running jobs first, then the others, each newest first: two queries that each walk an
+    # index (one ORDER BY on "is running" sorted the whole table for every page).
+    running_sql = f"j.status IN ({', '.join('?' for _ in ACTIVE)})"
+    running = await _jobs_page(store, [*where, running_sql], [*params, *ACTIVE], limit, offset)
+    if status == "active" or len(running) == limit:
+        return running
+    skipped = offset  # the offset fell inside the running jobs
+    if not running and offset:
+        count = await store.fetchone(
+            f"SELECT COUNT(*) AS n FROM jobs j WHERE {' AND '.join([*where, running_sql])}",
+            [*params, *ACTIVE],
+        )
+        skipped = int(count["n"]) if count else 0
+    rest_sql = f"j.status NOT IN ({', '.join('?' for _ in ACTIVE)})"
+    rest = await _jobs_page(
+        store, [*where, rest_sql], [*params, *ACTIVE], limit - len(running), offset - skipped
+    )
+    return running + rest
+
+
+async def _jobs_page(
+    store: Store, where: list[str], params: list[Any], limit: int, offset: int
+) -> list[Row]:
     sql = "SELECT j.*, t.email AS token_email FROM jobs j LEFT JOIN tokens t ON t.id = j.token_id"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += (
-        " ORDER BY j.status IN ('queued', 'in_progress') DESC, j.created_at DESC LIMIT ? OFFSET ?"
-    )
+    sql += " ORDER BY j.created_at DESC LIMIT ? OFFSET ?"
     return await store.fetchall(sql, [*params, limit, offset])
 
 
@@ -351,6 +371,8 @@ def job_view(row: Row, engine: JobEngine, *, detail: bool = False) -> dict[str, 
         "api": row.get("api"),
         "model": row["model"],
         "status": row["status"],
+        # The state-machine step (queued, submitting, submitted, polling, caching or final).
+        "phase": row.get("phase") or "",
         "progress": row.get("progress") or 0,
         "stage": row.get("stage") or "",
         "token_id": row.get("token_id"),

@@ -13,7 +13,9 @@ from .. import keys
 from ..errors import ApiError, BadRequestError, TimeoutError_, json_response
 from ..flows.openai_request import parse_image_request, row_spec
 from ..jobs import JobEngine, JobFailed
+from ..reqlog import READY_JOB
 from ..store import Row
+from ..viewcache import FINAL
 from .chat import failure_error
 from .common import submit
 from .videos import GoneError, live_progress, public_status, read_body, typed_job
@@ -86,17 +88,27 @@ async def edits(request: web.Request) -> web.Response:
 
 
 async def get_image(request: web.Request) -> web.Response:
-    """GET /v1/images/{id}?response_format=: any image job (chat-created too) in the images shape."""
+    """GET /v1/images/{id}?response_format=: any image job (chat-created too) in the images shape.
+    A finished job's url answer is kept ready (engine.views), as for GET /v1/videos/{id}."""
     engine = request.app[keys.JOBS]
     fmt = request.query.get("response_format") or "url"
     if fmt not in ("url", "b64_json"):
         raise BadRequestError(
             "Query parameter 'response_format' must be url or b64_json", param="response_format"
         )
+    # Only links are kept: base64 answers are megabytes each.
+    cached = fmt == "url"
+    settings = engine.settings.current
+    job_id = request.match_info["id"]
+    body = engine.views.get(job_id, "image", settings) if cached else None
+    if body is not None:
+        request[READY_JOB] = job_id  # logged as a counted row (see reqlog.READY_JOB)
+        return web.Response(body=body, content_type="application/json")
+    epoch = engine.views.epoch
     row = await typed_job(request, "image")
     status, error = public_status(engine, row)
     completed = row["status"] == "completed"
-    return json_response(
+    body = orjson.dumps(
         {
             "id": row["id"],
             "object": "image.job",
@@ -110,3 +122,13 @@ async def get_image(request: web.Request) -> web.Response:
             "error": error,
         }
     )
+    if cached and row["status"] in FINAL:
+        # Links hold until the first file expires; from then on the answer is a 410.
+        engine.views.put(row["id"], "image", body, settings, _files_expire(engine, row), epoch)
+    return web.Response(body=body, content_type="application/json")
+
+
+def _files_expire(engine: JobEngine, row: Row) -> float | None:
+    state: dict[str, Any] = orjson.loads(row.get("state") or "{}")
+    expiries = [engine.media.expires_at(str(n)) for n in state.get("files") or []]
+    return min((e for e in expiries if e is not None), default=None)

@@ -8,7 +8,7 @@ import orjson
 from aiohttp import web
 
 from .. import keys
-from ..credentials import OPTION_FIELDS, UNSET, check_proxy
+from ..credentials import OPTION_FIELDS, UNSET, check_credential_text, check_proxy
 from ..errors import BadRequestError, PermissionError_, json_response
 from ..tokens import TokenManager
 
@@ -55,6 +55,13 @@ def _str(body: dict[str, Any], name: str) -> str | None:
     if not isinstance(value, str):
         raise BadRequestError(f"'{name}' must be a string, got {type(value).__name__}", param=name)
     return value
+
+
+def _credential(body: dict[str, Any], name: str) -> str | None:
+    """A token-like string field: surrounding whitespace is a paste artefact and is dropped, but a
+    control character inside would reach an HTTP header (CR/LF split it, NUL breaks it)."""
+    value = _str(body, name)
+    return None if value is None else check_credential_text(value, name)
 
 
 def _token_id(request: web.Request) -> int:
@@ -104,10 +111,10 @@ async def add_token(request: web.Request) -> web.Response:
         _require_admin(request)
     manager = _manager(request)
     row, created = await manager.add(
-        _str(body, "token"),
-        _str(body, "st"),
-        _str(body, "rt"),
-        client_id=_str(body, "client_id"),
+        _credential(body, "token"),
+        _credential(body, "st"),
+        _credential(body, "rt"),
+        client_id=_credential(body, "client_id"),
         **{name: body.get(name, UNSET) for name in OPTION_FIELDS},
     )
     view = manager.view(int(row["id"]))
@@ -190,14 +197,14 @@ async def refresh_token(request: web.Request) -> web.Response:
 
 async def st2at(request: web.Request) -> web.Response:
     body = await _body(request)
-    result = await _manager(request).st2at(_str(body, "st") or "", _str(body, "proxy"))
+    result = await _manager(request).st2at(_credential(body, "st") or "", _str(body, "proxy"))
     return json_response({"success": True, **result})
 
 
 async def rt2at(request: web.Request) -> web.Response:
     body = await _body(request)
     result = await _manager(request).rt2at(
-        _str(body, "rt") or "", _str(body, "client_id"), _str(body, "proxy")
+        _credential(body, "rt") or "", _credential(body, "client_id"), _str(body, "proxy")
     )
     return json_response({"success": True, **result})
 

@@ -26,7 +26,9 @@ from ..flows.openai_request import (
 )
 from ..jobs import JobEngine
 from ..media import CONTENT_TYPES, MediaCache
+from ..reqlog import READY_JOB
 from ..store import Row
+from ..viewcache import FINAL
 from .common import query_int, read_object, submit
 
 # How often SDK pollers should come back (the SDK reads this header when no interval is given);
@@ -113,9 +115,7 @@ def public_status(engine: JobEngine, row: Row) -> tuple[str, dict[str, str] | No
             "code": row.get("error_code") or "failed",
             "message": row.get("error_message") or "The generation failed",
         }
-    if status == "in_progress" and not row.get("upstream_task_id") and row["kind"] == "video":
-        # Waiting for a free token or uploading: nothing runs upstream yet.
-        return "queued", None
+    # "queued" is the job engine's own: waiting for a free token.
     return status, None
 
 
@@ -214,10 +214,25 @@ async def create_video(request: web.Request) -> web.Response:
     return _video_response(engine, await engine.get(run.job_id))
 
 
+# A public status and the job statuses it stands for (a cancelled job reads as failed).
+_LIST_STATUSES: dict[str, tuple[str, ...]] = {
+    "queued": ("queued",),
+    "in_progress": ("in_progress",),
+    "completed": ("completed",),
+    "failed": ("failed", "cancelled"),
+}
+
+
 async def list_videos(request: web.Request) -> web.Response:
-    """GET /v1/videos?after=&limit=&order=: every video job, chat-created ones included."""
+    """GET /v1/videos?after=&limit=&order=&status=: every video job, chat-created ones included."""
     engine = request.app[keys.JOBS]
     limit = query_int(request, "limit", 20, 1, 100)
+    status = request.query.get("status") or None
+    if status is not None and status not in _LIST_STATUSES:
+        raise BadRequestError(
+            f"Query parameter 'status' must be one of {', '.join(_LIST_STATUSES)}, got {status!r}",
+            param="status",
+        )
     order = request.query.get("order") or "desc"
     if order not in ("asc", "desc"):
         raise BadRequestError("Query parameter 'order' must be asc or desc", param="order")
@@ -232,7 +247,13 @@ async def list_videos(request: web.Request) -> web.Response:
         if anchor_kind != "video":
             raise BadRequestError(f"Unknown cursor 'after={after}': no such video", param="after")
     try:
-        rows, more = await engine.page("video", after=after, limit=limit, order=order)
+        rows, more = await engine.page(
+            "video",
+            after=after,
+            limit=limit,
+            order=order,
+            statuses=_LIST_STATUSES[status] if status else None,
+        )
     except NotFoundError:
         raise BadRequestError(
             f"Unknown cursor 'after={after}': no such video", param="after"
@@ -250,7 +271,24 @@ async def list_videos(request: web.Request) -> web.Response:
 
 
 async def get_video(request: web.Request) -> web.Response:
-    return _video_response(request.app[keys.JOBS], await typed_job(request, "video"))
+    """GET /v1/videos/{id}: what SDKs and gateways poll. A finished video's answer is kept ready
+    (engine.views), so a poll after the end reads neither the database nor the disk."""
+    engine = request.app[keys.JOBS]
+    job_id = request.match_info["id"]
+    settings = engine.settings.current
+    body = engine.views.get(job_id, "video", settings)
+    if body is not None:
+        request[READY_JOB] = job_id  # logged as a counted row (see reqlog.READY_JOB)
+        return web.Response(body=body, content_type="application/json")
+    epoch = engine.views.epoch
+    row = await typed_job(request, "video")
+    if row["status"] not in FINAL:
+        return _video_response(engine, row)
+    video = video_object(engine, row)
+    body = orjson.dumps(video)
+    # A completed video's answer holds until its cached file expires (expires_at then changes).
+    engine.views.put(job_id, "video", body, settings, video["expires_at"], epoch)
+    return web.Response(body=body, content_type="application/json")
 
 
 async def delete_video(request: web.Request) -> web.Response:

@@ -15,11 +15,14 @@ from aiohttp import web
 from .app import create_simulator
 from .keys import SIM_STATE
 from .persist import StateFile, StateFileError
+from .providers import PROVIDER_STATE, ProviderAccount, ProviderState
 from .records import Account
 from .state import SimState
 
 # Long enough that the tokens a proxy saved still work after a weekend; the real ATs lived days.
 DEFAULT_AT_TTL = 10 * 86400.0
+# What each provider's official SDK takes as its base URL, relative to the simulator's origin.
+_SDK_BASE = {"openai": "/v1", "seedance": "/api/v3", "gemini": ""}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -29,6 +32,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--time-scale", type=float, default=0.05, help="multiplies every duration")
     parser.add_argument("--accounts", type=int, default=2, help="accounts to seed")
     parser.add_argument("--seed", type=int, default=None, help="RNG seed for reproducible ids")
+    parser.add_argument(
+        "--provider-keys", type=int, default=1, help="API keys to seed per live provider"
+    )
+    parser.add_argument(
+        "--provider-key",
+        action="append",
+        default=[],
+        metavar="PROVIDER=KEY",
+        help="seed this exact key (openai, seedance or gemini); repeatable",
+    )
     parser.add_argument(
         "--no-strict-sentinel", action="store_true", help="do not require openai-sentinel-token"
     )
@@ -42,7 +55,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--at-ttl", type=float, default=DEFAULT_AT_TTL, help="seconds a seeded access token lives"
     )
     parser.add_argument("--access-log", action="store_true", help="log every request")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for spec in args.provider_key:
+        provider, sep, key = spec.partition("=")
+        if not sep or not key or provider not in _SDK_BASE:
+            parser.error(f"--provider-key wants PROVIDER=KEY with PROVIDER in {list(_SDK_BASE)}")
+    return args
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -100,6 +118,21 @@ def seed_accounts(state: SimState, count: int, at_ttl: float) -> list[Account]:
     return accounts
 
 
+def seed_keys(providers: ProviderState, count: int, fixed: list[str]) -> list[ProviderAccount]:
+    """The fixed PROVIDER=KEY keys, then random ones until each provider has `count` of them
+    (keys a state file brought back count)."""
+    wanted = [spec.partition("=")[::2] for spec in fixed]
+    for provider, key in wanted:
+        if key not in providers.accounts:
+            providers.add_account(provider, key=key)
+    fixed_keys = {key for _, key in wanted}
+    for provider in _SDK_BASE:
+        have = [a for a in providers.accounts.values() if a.provider == provider]
+        for _ in range(count - sum(1 for a in have if a.key not in fixed_keys)):
+            providers.add_account(provider)
+    return list(providers.accounts.values())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Seed (or restore) accounts, print their tokens, serve until SIGINT/SIGTERM."""
     args = _parse(argv)
@@ -113,10 +146,12 @@ def main(argv: list[str] | None = None) -> None:
         time_scale=args.time_scale, strict_sentinel=not args.no_strict_sentinel, seed=args.seed
     )
     state = app[SIM_STATE]
-    state_file = StateFile(args.state, state) if args.state else None
+    providers = app[PROVIDER_STATE]
+    state_file = StateFile(args.state, state, providers) if args.state else None
     try:
         restored = state_file.load() if state_file else False
         accounts = seed_accounts(state, args.accounts, args.at_ttl)
+        keys = seed_keys(providers, args.provider_keys, args.provider_key)
         if state_file:
             state_file.save()
             state_file.attach(app)
@@ -132,7 +167,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"simulator: {len(accounts)} account(s){kept}")
     for account in accounts:
         print(f"  {account.email}  username {account.username}  user_id {account.user_id}")
-    print(f"backend: {base}/backend  control API: {base}/_sim/ (faults, scenario, journal, reset)")
+    for key in keys:
+        print(
+            f"{key.provider} key {key.name}: {key.key}  (SDK base_url {base}{_SDK_BASE[key.provider]})"
+        )
+    print(f"backend: {base}/backend  control API: {base}/_sim/ (faults, scenario, journal, reset;")
+    print("  providers/ for the live-provider keys, variants and faults)")
     print("# to point `make run` at this simulator, run this first in the shell that starts it:")
     print(upstream_exports(base))
     if accounts:

@@ -12,6 +12,7 @@ from . import routes_social as social
 from . import routes_tasks as tasks
 from .keys import SIM_STATE
 from .middleware import simulate
+from .providers import setup as setup_providers
 from .records import Settings
 from .state import SimState
 
@@ -98,5 +99,6 @@ def create_simulator(
     settings = Settings(time_scale=time_scale, strict_sentinel=strict_sentinel)
     app[SIM_STATE] = SimState(settings, seed=seed)
     app.add_routes(routes())
+    setup_providers(app)  # the live-provider upstreams and /_sim/providers/
     app.on_shutdown.append(_wake_waiters)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import SimError, invalid, not_found
 from .faults import concurrency_message
@@ -14,7 +14,8 @@ from .tasks import Phase, phase
 if TYPE_CHECKING:
     from .state import SimState
 
-MAX_RECENT_TASKS = 20
+MAX_RECENT_TASKS = 20  # the most one /v2/recent_tasks page holds
+_Item = TypeVar("_Item", Task, Draft)
 MAX_POST_TEXT = 2000
 _FRAME_SIZES = {
     ("portrait", "small"): (720, 1280),
@@ -194,32 +195,45 @@ class Backend:
                     shown.append((task, phase(task, now)))
         return shown
 
-    def recent_images(self, account: Account, limit: int) -> list[tuple[Task, Phase]]:
-        """The newest image tasks (at most 20) as /v2/recent_tasks lists them."""
+    def recent_images(
+        self, account: Account, limit: int, after: str | None = None
+    ) -> tuple[list[tuple[Task, Phase]], bool]:
+        """One page of /v2/recent_tasks, newest first, from just past task `after`; and "more"."""
         now = self._s.now()
         shown: list[tuple[Task, Phase]] = []
-        for task in self._tasks_of(account, "image")[:MAX_RECENT_TASKS]:
+        for task in _past(self._tasks_of(account, "image"), after, "task"):
             current = phase(task, now)
             if task.scenario.outcome == "vanish" and current.status == "done":
                 continue
+            if len(shown) == limit:
+                return shown, True
             shown.append((task, current))
-        return shown[:limit]
+        return shown, False
 
-    def drafts(self, account: Account, limit: int) -> list[tuple[Draft, bool]]:
-        """Visible drafts, newest first, each with "urls still null" (one poll)."""
+    def drafts(
+        self, account: Account, limit: int, after: str | None = None
+    ) -> tuple[list[tuple[Draft, bool]], bool]:
+        """One page of visible drafts, newest first, each with "urls still null"; and "more".
+
+        Only a first page (no cursor) counts as a poll for draft lag and null urls, so paging
+        deeper does not make a lagging draft appear sooner.
+        """
         self.settle(account)
+        mine = [d for d in list(self._s.drafts.values())[::-1] if d.email == account.email]
         shown: list[tuple[Draft, bool]] = []
-        for draft in list(self._s.drafts.values())[::-1]:
-            if draft.email != account.email:
-                continue
-            if draft.lag_polls > 0:
+        for draft in _past(mine, after, "draft"):
+            if after is None and draft.lag_polls > 0:
                 draft.lag_polls -= 1
                 continue
+            if draft.lag_polls > 0:
+                continue
+            if len(shown) == limit:
+                return shown, True
             null_urls = draft.null_url_polls > 0
-            if null_urls:
+            if null_urls and after is None:
                 draft.null_url_polls -= 1
             shown.append((draft, null_urls))
-        return shown[:limit]
+        return shown, False
 
     def quota(self, account: Account) -> tuple[int, bool, int]:
         """(estimated videos remaining, rate limit reached, seconds until the quota resets)."""
@@ -343,3 +357,13 @@ class Backend:
             raise SimError(403, "You cannot delete this post", code="forbidden")
         post.deleted = True
         post.deleted_at = self._s.wall()
+
+
+def _past(items: list[_Item], after: str | None, what: str) -> list[_Item]:
+    """The items that follow the one with id `after` (all of them when None)."""
+    if after is None:
+        return items
+    for i, item in enumerate(items):
+        if item.id == after:
+            return items[i + 1 :]
+    raise invalid(f"Invalid cursor: unknown {what}", param="cursor")

@@ -49,7 +49,15 @@ MEDIA_KINDS = frozenset(
         "stall_body",
     }
 )
-FAULT_KINDS = RESPONSE_KINDS | CONNECTION_KINDS | MEDIA_KINDS
+# The request takes effect (a create makes its task and spends quota), then the answer is
+# replaced by the kind after the prefix: the answers that leave a client unsure whether its
+# create happened. A request the handler refuses (401, 429, ...) gets that refusal instead.
+CREATED_PREFIX = "created_"
+CREATED_KINDS = frozenset(
+    CREATED_PREFIX + k
+    for k in ("500", "502_html", "503_empty", "malformed_json", "empty_200", "missing_id")
+) | frozenset({"created_reset", "created_hang"})
+FAULT_KINDS = RESPONSE_KINDS | CONNECTION_KINDS | MEDIA_KINDS | CREATED_KINDS
 
 MAX_HANG_SECONDS = 600.0
 
@@ -105,7 +113,14 @@ def _envelope(
 
 
 def fault_response(fault: Fault, request: web.Request) -> web.Response:
-    """The canned response for one of RESPONSE_KINDS."""
+    """The canned response for one of RESPONSE_KINDS; param `retry_after` adds that header."""
+    response = _canned(fault, request)
+    if "retry_after" in fault.params:
+        response.headers["Retry-After"] = str(fault.params["retry_after"])
+    return response
+
+
+def _canned(fault: Fault, request: web.Request) -> web.Response:
     p = fault.params
     kind = fault.kind
     if kind == "401_invalidated":
@@ -163,8 +178,9 @@ def fault_response(fault: Fault, request: web.Request) -> web.Response:
 
 def _custom(p: dict[str, Any]) -> web.Response:
     status = int(p.get("status", 500))
+    headers = {str(k): str(v) for k, v in (p.get("headers") or {}).items()}
     if "json" in p:
-        return json_response(p["json"], status=status)
+        return json_response(p["json"], status=status, headers=headers or None)
     content_type = str(p.get("content_type", "text/plain"))
     return web.Response(
         status=status, body=str(p.get("text", "")).encode(), content_type=content_type

@@ -6,9 +6,10 @@ import hashlib
 import random
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from .h264 import Picture, Stream, coded_size, encode
 
@@ -213,6 +214,26 @@ class Mp4:
 def mp4_bytes(size: int = DEFAULT_MP4_BYTES, seed: str = "sim") -> bytes:
     """A small complete MP4 (a playable 10 s landscape clip), handy for tests that upload a video."""
     return Mp4(size=size, seed=seed).to_bytes()
+
+
+def video_shape(params: Mapping[str, Any], default_seconds: float = 5.0) -> dict[str, int]:
+    """`duration_ms`, `width`, `height` for a MediaSpec from a live provider's create parameters:
+    `seconds` and `size` "WxH" (OpenAI Videos), `duration` and `ratio` "W:H" (Seedance), or
+    `response_format.duration` and `aspect_ratio` (Gemini)."""
+    fmt = params.get("response_format")
+    nested: Mapping[str, Any] = fmt if isinstance(fmt, Mapping) else {}
+    seconds: Any = params.get("seconds", params.get("duration", nested.get("duration")))
+    try:
+        length = float(seconds) if seconds is not None else default_seconds
+    except (TypeError, ValueError):
+        length = default_seconds
+    if length <= 0:  # Seedance's -1: the model picks; its default is what the caller passes
+        length = default_seconds
+    shape = str(params.get("size") or params.get("ratio") or nested.get("aspect_ratio") or "")
+    width, sep, height = shape.replace(":", "x").partition("x")
+    if not (sep and width.isdigit() and height.isdigit()):
+        width, height = "16", "9"  # "adaptive" and anything unknown: landscape
+    return {"duration_ms": round(length * 1000), "width": int(width), "height": int(height)}
 
 
 # -- pictures ----------------------------------------------------------------------------------

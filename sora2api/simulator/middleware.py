@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -9,6 +11,8 @@ from .common import bearer
 from .errors import SimError
 from .faults import (
     CONNECTION_KINDS,
+    CREATED_KINDS,
+    CREATED_PREFIX,
     MEDIA_KINDS,
     error_response,
     fault_response,
@@ -74,6 +78,10 @@ async def _respond(
     if fault.kind in MEDIA_KINDS:
         request[MEDIA_FAULT] = fault
         return await handler(request)
+    if fault.kind in CREATED_KINDS:
+        # The handler's work stands (the task exists); only its answer is lost.
+        await handler(request)
+        fault = dataclasses.replace(fault, kind=fault.kind.removeprefix(CREATED_PREFIX))
     if fault.kind not in CONNECTION_KINDS:
         return fault_response(fault, request)
     seconds = float(fault.params.get("seconds", state.settings.hang_seconds))
@@ -101,6 +109,10 @@ def _identify(
         found.append(token)
         record = state.tokens.get(token)
         email = record.email if record else None
+    # Gemini keys ride in x-goog-api-key or ?key=, so faults can be scoped to them (`token`).
+    google_key = request.headers.get("x-goog-api-key") or request.query.get("key")
+    if google_key:
+        found.append(google_key)
     session = request.cookies.get(SESSION_COOKIE)
     if session:
         found.append(session)

@@ -1,7 +1,8 @@
 """The simulator's accounts in a JSON file, so a restarted demo accepts the tokens a proxy saved.
 
-Only what a token needs survives: accounts, their ATs, STs and RTs (rotations included) and the
-signing secret. Tasks, drafts, faults and the journal start empty on every run.
+Only what a token needs survives: accounts, their ATs, STs and RTs (rotations included), the
+signing secret and the live providers' API keys. Tasks, drafts, faults and the journal start
+empty on every run.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from .providers import ProviderAccount, ProviderState, Variant
 from .records import AccessToken, Account, MediaSpec
 from .state import SimState
 
@@ -30,7 +32,7 @@ class StateFileError(Exception):
     """The state file exists but cannot be used; the message names the file and the problem."""
 
 
-def snapshot(state: SimState) -> bytes:
+def snapshot(state: SimState, providers: ProviderState | None = None) -> bytes:
     """The persistent part of the state as JSON bytes (stable while nothing changes)."""
     wall_minus_now = state.wall() - state.now()
     accounts = []
@@ -60,11 +62,19 @@ def snapshot(state: SimState) -> bytes:
             rt: email for rt, email in state.refresh_tokens.items() if email in known
         },
         "used_refresh_tokens": dict(used[-_USED_RTS:]),
+        "provider_keys": [
+            dataclasses.asdict(key) for key in (providers.accounts.values() if providers else ())
+        ],
     }
     return orjson.dumps(body, option=orjson.OPT_INDENT_2)
 
 
-def restore(state: SimState, data: bytes, source: str = "state file") -> None:
+def restore(
+    state: SimState,
+    data: bytes,
+    source: str = "state file",
+    providers: ProviderState | None = None,
+) -> None:
     """Put the accounts and tokens of a snapshot into a fresh state."""
     try:
         body = orjson.loads(data)
@@ -78,6 +88,7 @@ def restore(state: SimState, data: bytes, source: str = "state file") -> None:
             {str(k): str(v) for k, v in body[name].items()}
             for name in ("sessions", "refresh_tokens", "used_refresh_tokens")
         ]
+        keys = [_provider_key(row) for row in body.get("provider_keys", [])]
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
         raise StateFileError(f"{source}: {exc}") from None
     state.secret = secret
@@ -88,6 +99,8 @@ def restore(state: SimState, data: bytes, source: str = "state file") -> None:
     state.sessions.update(maps[0])
     state.refresh_tokens.update(maps[1])
     state.used_refresh_tokens.update(maps[2])
+    if providers is not None:
+        providers.accounts.update((key.key, key) for key in keys)
 
 
 def _account(row: dict[str, Any], now_minus_wall: float) -> Account:
@@ -97,12 +110,20 @@ def _account(row: dict[str, Any], now_minus_wall: float) -> Account:
     return Account(quota_resets_at=float(row["quota_resets_wall"]) + now_minus_wall, **fields)
 
 
+def _provider_key(row: dict[str, Any]) -> ProviderAccount:
+    variant = row.pop("variant", None)
+    key = ProviderAccount(**row)
+    key.variant = Variant(**variant) if variant is not None else None
+    return key
+
+
 class StateFile:
     """Loads the state at start, then writes it after any response that changed it, and at exit."""
 
-    def __init__(self, path: Path, state: SimState) -> None:
+    def __init__(self, path: Path, state: SimState, providers: ProviderState | None = None) -> None:
         self.path = path
         self._state = state
+        self._providers = providers
         self._written = b""
 
     def load(self) -> bool:
@@ -113,13 +134,13 @@ class StateFile:
             return False
         except OSError as exc:
             raise StateFileError(f"{self.path}: {exc.strerror}") from None
-        restore(self._state, data, str(self.path))
+        restore(self._state, data, str(self.path), self._providers)
         self._written = data
         return True
 
     def save(self) -> None:
         """Write the file when the snapshot differs from the last one written (atomically)."""
-        data = snapshot(self._state)
+        data = snapshot(self._state, self._providers)
         if data == self._written:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from .common import state_of
 from .faults import json_response
+from .providers.state import PROVIDER_STATE
 from .records import Settings
 
 _SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(Settings))
@@ -181,5 +182,8 @@ async def advance(request: web.Request) -> web.Response:
 async def reset(request: web.Request) -> web.Response:
     """POST /_sim/reset `{"keep_accounts": bool}`."""
     body = await _body(request)
-    state_of(request).reset(keep_accounts=bool(body.get("keep_accounts", False)))
+    keep = bool(body.get("keep_accounts", False))
+    state_of(request).reset(keep_accounts=keep)
+    # The live-provider simulators share the clock and media: they start over too.
+    request.app[PROVIDER_STATE].reset(keep_accounts=keep)
     return json_response({"ok": True})

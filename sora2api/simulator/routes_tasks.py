@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+
+import orjson
 from aiohttp import web
 
+from .backend import MAX_RECENT_TASKS
 from .common import (
     authenticate,
     incoming,
@@ -70,12 +75,15 @@ async def video_gen(request: web.Request) -> web.Response:
 
 
 async def recent_tasks(request: web.Request) -> web.Response:
-    """GET /backend/v2/recent_tasks?limit=20."""
+    """GET /backend/v2/recent_tasks?limit=20[&cursor=C]: image tasks, newest first, by page."""
     account = authenticate(request)
-    limit = query_int(request, "limit", 20, 1, 20)
+    limit = query_int(request, "limit", MAX_RECENT_TASKS, 1, MAX_RECENT_TASKS)
+    after = _after(request, "recent_tasks")
     render = renderer(request)
-    shown = state_of(request).backend.recent_images(account, limit)
-    return json_response({"task_responses": [render.image_task(t, p) for t, p in shown]})
+    shown, more = state_of(request).backend.recent_images(account, limit, after)
+    cursor = _cursor("recent_tasks", shown[-1][0].id) if more else None
+    items = [render.image_task(t, p) for t, p in shown]
+    return json_response({"task_responses": items, "cursor": cursor})
 
 
 async def nf_create(request: web.Request) -> web.Response:
@@ -107,9 +115,34 @@ async def pending(request: web.Request) -> web.Response:
 
 
 async def drafts(request: web.Request) -> web.Response:
-    """GET /backend/project_y/profile/drafts?limit=15."""
+    """GET /backend/project_y/profile/drafts?limit=15[&cursor=C]: drafts, newest first, by page."""
     account = authenticate(request)
     limit = query_int(request, "limit", 15, 1, 100)
+    after = _after(request, "drafts")
     render = renderer(request)
-    shown = state_of(request).backend.drafts(account, limit)
-    return json_response({"items": [render.draft(d, null) for d, null in shown], "cursor": None})
+    shown, more = state_of(request).backend.drafts(account, limit, after)
+    cursor = _cursor("drafts", shown[-1][0].id) if more else None
+    return json_response({"items": [render.draft(d, null) for d, null in shown], "cursor": cursor})
+
+
+def _cursor(scope: str, last_id: str) -> str:
+    # Keyset, not offset: tasks finishing between two page reads shift offsets, never ids.
+    # URL-safe without padding, since clients paste cursors into query strings unencoded.
+    raw = orjson.dumps({"s": scope, "after": last_id})
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _after(request: web.Request, scope: str) -> str | None:
+    """The id a `cursor` query value continues after; a cursor of another list is a 400."""
+    cursor = request.query.get("cursor")
+    if not cursor:
+        return None
+    try:
+        data = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        after = data["after"]
+        same_scope = data["s"] == scope
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise invalid("Invalid cursor", param="cursor") from exc
+    if not same_scope or not isinstance(after, str):
+        raise invalid("Invalid cursor", param="cursor")
+    return after

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Self
@@ -56,6 +58,18 @@ class StoreBase:
             return int(cur.lastrowid or 0)
         return cur.rowcount
 
+    async def delete_batched(self, sql: str, params: Iterable[Any] = (), batch: int = 2000) -> int:
+        """Run a DELETE whose last parameter is a LIMIT until it deletes fewer rows than `batch`;
+        returns the rows deleted. Other queries run between two batches: one big delete would
+        hold the connection (and start-up, or every request) for seconds."""
+        total = 0
+        while True:
+            n = await self.execute(sql, (*params, batch))
+            total += n
+            if n < batch:
+                return total
+            await asyncio.sleep(0)
+
     async def executemany(self, sql: str, seq: Iterable[Iterable[Any]]) -> None:
         await self._conn.executemany(sql, seq)
         await self._conn.commit()
@@ -98,7 +112,7 @@ async def _migrate(conn: aiosqlite.Connection, migrations: tuple[str, ...]) -> N
         )
     for number in range(version + 1, len(migrations) + 1):
         # One transaction per version: a failed migration leaves the previous version intact.
-        statements = [s.strip() for s in migrations[number - 1].split(";") if s.strip()]
+        statements = _statements(migrations[number - 1])
         await conn.execute("BEGIN")
         try:
             for stmt in statements:
@@ -109,3 +123,18 @@ async def _migrate(conn: aiosqlite.Connection, migrations: tuple[str, ...]) -> N
             await conn.rollback()
             raise
         log.info("database migrated to schema version %d", number)
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements; a trigger body's inner semicolons do not end one."""
+    out: list[str] = []
+    pending = ""
+    for part in script.split(";"):
+        pending += part + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                out.append(pending.strip())
+            pending = ""
+    if pending.strip(" \n;"):
+        out.append(pending.strip())
+    return out

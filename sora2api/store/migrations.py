@@ -123,6 +123,80 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE request_logs ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
     """,
+    # 4: a failed refresh is recorded apart from the status: the token serves on while its
+    # access token lives.
+    """
+    ALTER TABLE tokens ADD COLUMN refresh_error TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN refresh_error_at REAL;
+    UPDATE tokens SET refresh_error = status_reason, refresh_error_at = status_at
+        WHERE status_reason LIKE 'Refresh failed: %';
+    UPDATE tokens
+        SET status = 'active', status_reason = '', status_at = CAST(strftime('%s', 'now') AS REAL)
+        WHERE status = 'expired' AND status_reason LIKE 'Refresh failed: %'
+        AND at_expires > CAST(strftime('%s', 'now') AS REAL);
+    """,
+    # 5: bounded-cost stats and lists. job_counts holds the number of jobs per
+    # (status, kind) and request_log_count the request-log rows and errors, kept exact by triggers in the
+    # same transaction as the change, so the stats read a few rows instead of counting every
+    # job and log row; jobs(created_at, status, kind)
+    # covers "today"; jobs(status, created_at) and jobs(kind, created_at, id) serve the job
+    # lists (the first replaces jobs(status), its prefix);
+    # characters(token_id) serves the panel's per-token list, characters(deleted, created_at)
+    # retention.
+    """
+    CREATE TABLE job_counts (
+        status TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (status, kind)
+    ) WITHOUT ROWID;
+    INSERT INTO job_counts (status, kind, n) SELECT status, kind, COUNT(*) FROM jobs GROUP BY 1, 2;
+    CREATE TRIGGER jobs_count_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_counts (status, kind, n) VALUES (NEW.status, NEW.kind, 1)
+            ON CONFLICT (status, kind) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER jobs_count_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_counts SET n = n - 1 WHERE status = OLD.status AND kind = OLD.kind;
+    END;
+    CREATE TRIGGER jobs_count_update AFTER UPDATE OF status, kind ON jobs
+        WHEN OLD.status IS NOT NEW.status OR OLD.kind IS NOT NEW.kind BEGIN
+        UPDATE job_counts SET n = n - 1 WHERE status = OLD.status AND kind = OLD.kind;
+        INSERT INTO job_counts (status, kind, n) VALUES (NEW.status, NEW.kind, 1)
+            ON CONFLICT (status, kind) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TABLE request_log_count (n INTEGER NOT NULL, errors INTEGER NOT NULL);
+    INSERT INTO request_log_count (n, errors)
+        SELECT COUNT(*), COALESCE(SUM(status >= 400), 0) FROM request_logs;
+    CREATE TRIGGER request_logs_count_insert AFTER INSERT ON request_logs BEGIN
+        UPDATE request_log_count SET n = n + 1, errors = errors + (NEW.status >= 400);
+    END;
+    CREATE TRIGGER request_logs_count_delete AFTER DELETE ON request_logs BEGIN
+        UPDATE request_log_count SET n = n - 1, errors = errors - (OLD.status >= 400);
+    END;
+    DROP INDEX IF EXISTS jobs_status;
+    DROP INDEX IF EXISTS jobs_created;
+    CREATE INDEX jobs_created ON jobs(created_at, status, kind);
+    CREATE INDEX jobs_status_created ON jobs(status, created_at);
+    CREATE INDEX jobs_kind_created ON jobs(kind, created_at, id);
+    CREATE INDEX characters_token ON characters(token_id);
+    CREATE INDEX characters_deleted ON characters(deleted, created_at);
+    """,
+    # 6: jobs are an explicit state machine: `phase` is the step a restart resumes from, and
+    # `cleanup` lists the upstream side effects (temporary character, published post) still to
+    # undo. Active rows take their phase from the old state JSON.
+    """
+    ALTER TABLE jobs ADD COLUMN phase TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN cleanup TEXT;
+    UPDATE jobs SET phase = CASE
+        WHEN status IN ('completed', 'failed', 'cancelled') THEN status
+        WHEN NOT json_valid(state) THEN 'submitting'
+        WHEN json_extract(state, '$.phase') = 'poll' THEN 'polling'
+        WHEN json_extract(state, '$.phase') IS NOT NULL THEN 'submitting'
+        ELSE 'queued' END;
+    UPDATE jobs SET status = 'in_progress' WHERE status = 'queued' AND phase != 'queued';
+    CREATE INDEX jobs_phase ON jobs(phase);
+    CREATE INDEX jobs_cleanup ON jobs(id) WHERE cleanup IS NOT NULL;
+    """,
 )
 
 CURRENT_VERSION = len(MIGRATIONS)

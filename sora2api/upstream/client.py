@@ -43,6 +43,19 @@ def _objects(data: Any, key: str | None, endpoint: str) -> list[dict[str, Any]]:
     return [item for item in items if isinstance(item, dict)]
 
 
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a task list, and the cursor of the next one (None on the last page)."""
+
+    items: list[dict[str, Any]]
+    cursor: str | None
+
+
+def _next_cursor(data: Any) -> str | None:
+    cursor = data.get("cursor") if isinstance(data, dict) else None
+    return cursor if isinstance(cursor, str) and cursor else None
+
+
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     """The body, or its first limit+1 bytes when it is longer (the caller reports that)."""
     buf = bytearray()
@@ -388,8 +401,15 @@ class SoraClient:
         return str(self._field(res, "id", "POST /nf/create/storyboard"))
 
     async def recent_tasks(self, at: str, proxy: str | None = None) -> list[dict[str, Any]]:
-        data = await self._get("/v2/recent_tasks", at, proxy, limit=20)
-        return _objects(data, "task_responses", "GET /v2/recent_tasks")
+        return (await self.recent_tasks_page(at, proxy)).items
+
+    async def recent_tasks_page(
+        self, at: str, proxy: str | None = None, *, limit: int = 20, cursor: str | None = None
+    ) -> Page:
+        """One page of the account's image tasks, newest first."""
+        endpoint = "GET /v2/recent_tasks"
+        data = await self._get("/v2/recent_tasks", at, proxy, limit=limit, cursor=cursor)
+        return Page(_objects(data, "task_responses", endpoint), _next_cursor(data))
 
     async def pending(self, at: str, proxy: str | None = None) -> list[dict[str, Any]]:
         # A bare JSON array, unlike every other list endpoint.
@@ -398,8 +418,15 @@ class SoraClient:
     async def drafts(
         self, at: str, proxy: str | None = None, limit: int = 15
     ) -> list[dict[str, Any]]:
-        data = await self._get("/project_y/profile/drafts", at, proxy, limit=limit)
-        return _objects(data, "items", "GET /project_y/profile/drafts")
+        return (await self.drafts_page(at, proxy, limit=limit)).items
+
+    async def drafts_page(
+        self, at: str, proxy: str | None = None, *, limit: int = 15, cursor: str | None = None
+    ) -> Page:
+        """One page of the account's drafts (finished videos), newest first."""
+        endpoint = "GET /project_y/profile/drafts"
+        data = await self._get("/project_y/profile/drafts", at, proxy, limit=limit, cursor=cursor)
+        return Page(_objects(data, "items", endpoint), _next_cursor(data))
 
     # -- publishing ----------------------------------------------------------------------
 

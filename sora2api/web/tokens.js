@@ -152,6 +152,10 @@ function statusCell(t) {
       : null,
     availability(t),
     t.last_error ? h("div", { class: "muted small", title: fmtTime(t.last_error_at) }, `Last error: ${t.last_error}`) : null,
+    // A failed refresh outlives later errors: the token serves on until its access token expires.
+    t.refresh_error && t.refresh_error !== t.last_error
+      ? h("div", { class: "reason warn", title: fmtTime(t.refresh_error_at) }, t.refresh_error)
+      : null,
   );
 }
 
