@@ -7,7 +7,6 @@ import asyncio
 from typing import Any
 
 import aiohttp
-import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -305,10 +304,10 @@ async def test_a_changed_poll_interval_wakes_the_sleeping_watcher(
     await interval(30.0)
     job = asyncio.create_task(_video_stream(client))
     store = client.app[keys.STORE]
-    async with asyncio.timeout(30):  # the job is in its watcher's hands (phase "poll")
+    async with asyncio.timeout(30):  # the job is in its watcher's hands (phase "polling")
         while True:
-            rows = await store.fetchall("SELECT state FROM jobs")
-            if any(orjson.loads(r["state"] or "{}").get("phase") == "poll" for r in rows):
+            rows = await store.fetchall("SELECT phase FROM jobs")
+            if any(r["phase"] == "polling" for r in rows):
                 break
             await asyncio.sleep(0.02)
     assert _creates(sim, "/backend/nf/create") == 1

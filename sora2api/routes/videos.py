@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from .. import keys
 from ..errors import ApiError, BadRequestError, ConflictError, NotFoundError, json_response
@@ -52,10 +53,11 @@ async def read_body(request: web.Request) -> dict[str, Any]:
         return await read_object(request)
     try:
         form = await request.post()
-    # aiohttp's multipart parser reports a malformed body with ValueError, and a part whose
-    # charset Python does not know with LookupError.
-    except (ValueError, LookupError) as exc:
-        raise BadRequestError(f"The form body could not be parsed: {exc}") from None
+    # aiohttp's multipart parser reports a malformed body with ValueError, a part whose charset
+    # Python does not know with LookupError, and a part with broken headers with InvalidHeader.
+    except (ValueError, LookupError, HttpProcessingError) as exc:
+        reason = exc.message if isinstance(exc, HttpProcessingError) else exc
+        raise BadRequestError(f"The form body could not be parsed: {reason}") from None
     out: dict[str, Any] = {}
     for key in dict.fromkeys(form.keys()):
         values: list[Any] = []
