@@ -279,7 +279,7 @@ async def test_job_interrupted_before_submit_fails_with_reason(
     assert run is not None
     await asyncio.wait_for(run.done.wait(), 10)
     row = await client2.app[keys.JOBS].get("video_" + "0" * 32)
-    assert row["status"] == "failed" and "not resubmitted" in row["error_message"]
+    assert row.status == "failed" and "not resubmitted" in row.error_message
 
 
 async def test_caching_failure_is_a_clear_error(client, sim: Sim) -> None:
@@ -376,7 +376,7 @@ async def test_deleting_a_token_mid_job_fails_its_job_clearly(client, sim: Sim) 
     err = [f for f in frames if "error" in f]
     assert err and "was deleted while this job ran" in err[0]["error"]["message"]
     row = await client.app[keys.JOBS].get(job_id)
-    assert row["status"] == "failed"
+    assert row.status == "failed"
 
 
 async def test_job_queued_for_a_token_at_restart_runs_after_it(
