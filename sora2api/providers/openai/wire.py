@@ -137,8 +137,10 @@ def classify_answer(
         kind = Kind.CONTENT_POLICY
     elif status == 401 or (status == 403 and (code or "").startswith("invalid_api_key")):
         kind = Kind.TOKEN_INVALID  # an API key does not expire like a session: it is wrong
-    elif status == 429 and code in ("insufficient_quota", "quota_exceeded"):
-        kind = Kind.QUOTA_EXHAUSTED
+    elif status == 429:
+        # OpenAI's own rate-limit text says "limit reached": only quota codes or words mean quota.
+        quota = code in ("insufficient_quota", "quota_exceeded") or "quota" in message.lower()
+        kind = Kind.QUOTA_EXHAUSTED if quota else Kind.RATE_LIMITED
     return failure(
         kind,
         message,
