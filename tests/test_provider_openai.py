@@ -200,8 +200,9 @@ async def test_progress_is_never_invented_when_the_gateway_gives_none(
     run = client.app[keys.JOBS].run_of(video["id"])
     assert run is not None
     async with asyncio.timeout(20):
-        while not any("PROCESSING" in e.message for e in run.events):
-            await asyncio.sleep(0.02)
+        async for event in run.follow(1.0):
+            if event is not None and "PROCESSING" in event.message:
+                break
     mid = await (await client.get(f"/v1/videos/{video['id']}", headers=KEY)).json()
     assert mid["status"] == "in_progress" and mid["progress"] == 0
     sim.state.advance(10_000)
@@ -338,7 +339,9 @@ async def test_a_restart_during_the_create_fails_the_job_without_resending(
     sim.state.inject("POST", CREATE, "hang", seconds=30)
     video = await create(client, model="sora-2", prompt="in flight")
     async with asyncio.timeout(20):
-        while not creates(sim):
+        while True:  # the create has reached the gateway (the journal shows it on arrival)
+            if creates(sim):
+                break
             await asyncio.sleep(0.02)
     await client.close()
     client2 = await aiohttp_client(create_app(config))
@@ -431,3 +434,29 @@ async def test_onboarding_a_wrong_key_names_the_upstream_answer(
         )
     assert err.value.kind is Kind.TOKEN_INVALID and err.value.status == 401
     assert "Incorrect API key" in err.value.message
+
+
+async def test_a_remix_goes_to_the_account_that_made_the_source(
+    client: TestClient, sim: Sim, gw: ProviderState
+) -> None:
+    first = gw.add_account("openai", name="gw1")
+    ids = [await add_gateway_account(client, sim, first)]
+    video = await create(client, model="sora-2", prompt="a fox")
+    assert (await wait_video(client, video["id"]))["status"] == "completed"
+    source = await row_of(client, video["id"])
+    second = gw.add_account("openai", name="gw2")
+    ids.append(await add_gateway_account(client, sim, second))
+    resp = await client.post(
+        f"/v1/videos/{video['id']}/remix", json={"prompt": "at night"}, headers=KEY
+    )
+    assert resp.status == 200, await resp.text()
+    remix = await resp.json()
+    assert remix["remixed_from_video_id"] == video["id"]
+    done = await wait_video(client, remix["id"])
+    assert done["status"] == "completed", done
+    sent = sim.state.calls("POST", f"/v1/videos/{source['upstream_task_id']}/remix")
+    assert len(sent) == 1 and sent[0].json == {"prompt": "at night"}
+    assert sent[0].headers["authorization"] == f"Bearer {first.key}"
+    row = await row_of(client, remix["id"])
+    assert row["token_id"] == ids[0]
+    assert gw.tasks[row["upstream_task_id"]].remixed_from == source["upstream_task_id"]

@@ -11,8 +11,10 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 from .. import registry
-from ..errors import BadRequestError
+from ..errors import BadRequestError, ConflictError
 from ..media import UrlGuard
 from ..models import MODELS, Model
 from ..providers.base import ModelSpec
@@ -146,3 +148,40 @@ async def parse_provider_chat(body: Any, guard: UrlGuard, spec: ModelSpec) -> Ge
     if not parsed.prompt:
         raise BadRequestError("Video generation needs a text prompt", param="messages")
     return provider_request(spec, parsed.prompt, seconds=seconds, size=size, image=parsed.image)
+
+
+def provider_remix(
+    rows: Iterable[TokenRow], source: dict[str, Any], fields: dict[str, Any]
+) -> GenRequest:
+    """POST /v1/videos/{id}/remix of a finished provider video: sent to the account that made
+    it, as a remix of its upstream task (the caller passes remixed_from=source id)."""
+    prompt = _prompt(fields)
+    spec = registry.resolve(rows, str(source["model"]))
+    if spec is None:
+        raise ConflictError(
+            f"No usable account serves {source['model']} any more, so {source['id']} cannot be "
+            "remixed",
+            code="remix_unavailable",
+        )
+    if not spec.remix:
+        raise BadRequestError(f"{spec.id} cannot remix videos", param="model")
+    if not source.get("upstream_task_id") or source.get("token_id") is None:
+        raise ConflictError(
+            f"{source['id']} has no upstream task to remix", code="remix_unavailable"
+        )
+    stored: dict[str, Any] = orjson.loads(source.get("request") or "{}")
+    model = Model(
+        spec.id,
+        "video",
+        spec.description,
+        width=int(stored.get("width") or 0),
+        height=int(stored.get("height") or 0),
+        seconds=int(stored.get("seconds") or 0),
+    )
+    return GenRequest(
+        model=model,
+        mode="remix",
+        prompt=prompt,
+        remix_target_id=str(source["upstream_task_id"]),
+        spec=spec,
+    )

@@ -85,6 +85,7 @@ def _submission(req: GenRequest, spec: ModelSpec) -> Submission:
         seconds=model.seconds or None,
         size=f"{model.width}x{model.height}" if model.width and model.height else None,
         images=images,
+        remix_of=req.remix_target_id if req.mode == "remix" else None,
     )
 
 
@@ -95,6 +96,21 @@ async def _report(ctx: JobContext, token_id: int, failure: UpstreamFailure) -> N
 
 
 # -- submit ----------------------------------------------------------------------------------
+
+
+async def _not_the_source(ctx: JobContext, req: GenRequest) -> set[int]:
+    """For a remix, every account but the one holding the source task (upstream ids are per
+    account); nothing otherwise."""
+    if req.mode != "remix":
+        return set()
+    source_id = str(ctx.row.get("remixed_from") or "")
+    try:
+        source = await ctx.engine.get(source_id)
+    except NotFoundError:
+        source = None
+    if source is None or source["token_id"] is None:
+        raise JobFailed("remix_unavailable", f"The source video {source_id} is gone")
+    return {t.id for t in ctx.pool.tokens() if t.id != int(source["token_id"])}
 
 
 async def run_task_flow(ctx: JobContext) -> dict[str, Any]:
@@ -109,9 +125,10 @@ async def run_task_flow(ctx: JobContext) -> dict[str, Any]:
     )
     tried: set[int] = set()
     switches = ctx.settings.current.upstream.max_token_switches
+    others = await _not_the_source(ctx, req)
     while True:
         async with ctx.pool.lease(
-            "video", exclude=tried, on_queued=ctx.on_queued, model=req.model.id
+            "video", exclude=tried | others, on_queued=ctx.on_queued, model=req.model.id
         ) as lease:
             await ctx.transition(SUBMITTING, token_id=lease.token_id)
             try:
@@ -378,7 +395,14 @@ def _rebuild(ctx: JobContext) -> GenRequest | None:
         height=int(spec.get("height") or 0),
         seconds=int(spec.get("seconds") or 0),
     )
-    return GenRequest(model=model, mode="video", prompt=str(spec.get("prompt") or ""), spec=found)
+    remix = spec.get("mode") == "remix"
+    return GenRequest(
+        model=model,
+        mode="remix" if remix else "video",
+        prompt=str(spec.get("prompt") or ""),
+        remix_target_id=spec.get("remix_target_id") if remix else None,
+        spec=found,
+    )
 
 
 async def resume_task_flow(ctx: JobContext) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from ..flows.openai_request import (
     share_id,
     unpublish,
 )
-from ..flows.provider_request import parse_provider_video, provider_model
+from ..flows.provider_request import parse_provider_video, provider_model, provider_remix
 from ..jobs import JobEngine
 from ..media import CONTENT_TYPES, MediaCache
 from ..reqlog import READY_JOB
@@ -331,7 +331,12 @@ async def remix_video(request: web.Request) -> web.Response:
             f"Video {source['id']} is {source['status']}; only a completed video can be remixed",
             code="video_not_ready",
         )
-    req = remix_request(source, await read_object(request, form=True))
+    fields = await read_object(request, form=True)
+    if row_spec(source).get("provider"):
+        req = provider_remix((t.token for t in engine.pool.tokens()), source, fields)
+        run = await submit(request, req, api="videos", remixed_from=source["id"])
+        return _video_response(engine, await engine.get(run.job_id))
+    req = remix_request(source, fields)
     req.remix_target_id = await share_id(engine, source)
     run = await submit(request, req, api="videos", remixed_from=source["id"])
     return _video_response(engine, await engine.get(run.job_id))
