@@ -219,6 +219,10 @@ class TokenPool:
     def tokens(self) -> list[TokenState]:
         return list(self._tokens.values())
 
+    def rows(self) -> list[TokenRow]:
+        """Every token's row as it is now."""
+        return [t.token for t in self._tokens.values()]
+
     def busy(self, token_id: int, kind: str) -> int:
         t = self._tokens.get(token_id)
         return t.busy[kind] if t else 0

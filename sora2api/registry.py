@@ -8,7 +8,7 @@ ModelSpecs. An id served by accounts of several providers is served by all of th
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import TypeVar
 
@@ -137,22 +137,22 @@ class ModelListing:
         self._body = b""
         self._ids: dict[str, ModelSpec | None] = {}
 
-    def _refresh(self, rows: Iterable[TokenRow], version: int) -> None:
+    def _refresh(self, rows: Callable[[], Iterable[TokenRow]], version: int) -> None:
         if version == self._version:
-            return
-        rows = list(rows)
-        self._ids = {m: (None if m in MODELS else resolve(rows, m)) for m in listed_ids(rows)}
+            return  # the hot path: GET /v1/models reads no row while nothing changed
+        listed = list(rows())
+        self._ids = {m: (None if m in MODELS else resolve(listed, m)) for m in listed_ids(listed)}
         self._body = orjson.dumps(
             {"object": "list", "data": [model_object(m, s) for m, s in self._ids.items()]}
         )
         self._version = version
 
-    def body(self, rows: Iterable[TokenRow], version: int) -> bytes:
+    def body(self, rows: Callable[[], Iterable[TokenRow]], version: int) -> bytes:
         self._refresh(rows, version)
         return self._body
 
     def find(
-        self, rows: Iterable[TokenRow], version: int, model_id: str
+        self, rows: Callable[[], Iterable[TokenRow]], version: int, model_id: str
     ) -> dict[str, object] | None:
         """One model object: Sora's nine always answer, a provider id while it is served."""
         self._refresh(rows, version)

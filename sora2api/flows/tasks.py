@@ -384,7 +384,7 @@ def _rebuild(ctx: JobContext) -> GenRequest | None:
     if spec.get("image"):
         return None
     model_id = str(spec.get("model") or "")
-    found = registry.resolve((t.token for t in ctx.pool.tokens()), model_id)
+    found = registry.resolve(ctx.pool.rows(), model_id)
     if found is None:
         return None
     model = Model(

@@ -15,14 +15,14 @@ async def health(request: web.Request) -> web.Response:
 async def list_models(request: web.Request) -> web.Response:
     """Every model id some usable account serves (kept serialised until a token row changes)."""
     pool = request.app[keys.POOL]
-    body = request.app[keys.LISTING].body((t.token for t in pool.tokens()), pool.version)
+    body = request.app[keys.LISTING].body(pool.rows, pool.version)
     return web.Response(body=body, content_type="application/json")
 
 
 async def get_model_route(request: web.Request) -> web.Response:
     model_id = request.match_info["model"]
     pool = request.app[keys.POOL]
-    found = request.app[keys.LISTING].find((t.token for t in pool.tokens()), pool.version, model_id)
+    found = request.app[keys.LISTING].find(pool.rows, pool.version, model_id)
     if found is None:
         raise NotFoundError(f"Model {model_id!r} not found", param="model", code="model_not_found")
     return json_response(found)

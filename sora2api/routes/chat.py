@@ -65,7 +65,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     # Checked before parse_chat, which may fetch the request's media URLs.
     fmt = progress_format(body, request.app[keys.SETTINGS].current.generation.progress_format)
     pool = request.app[keys.POOL]
-    spec = provider_model((t.token for t in pool.tokens()), body.get("model"))
+    spec = provider_model(pool.rows(), body.get("model"))
     if spec is not None:
         req = await parse_provider_chat(body, request.app[keys.GUARD], spec)
     else:

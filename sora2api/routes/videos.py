@@ -177,7 +177,7 @@ async def create_video(request: web.Request) -> web.Response:
     """POST /v1/videos (JSON or multipart): submit a job and answer with its video object at once."""
     engine = request.app[keys.JOBS]
     fields = await read_object(request, form=True)
-    spec = provider_model((t.token for t in engine.pool.tokens()), fields.get("model"))
+    spec = provider_model(engine.pool.rows(), fields.get("model"))
     if spec is not None:
         req = await parse_provider_video(fields, request.app[keys.GUARD], spec)
     else:
@@ -333,7 +333,7 @@ async def remix_video(request: web.Request) -> web.Response:
         )
     fields = await read_object(request, form=True)
     if row_spec(source).get("provider"):
-        req = provider_remix((t.token for t in engine.pool.tokens()), source, fields)
+        req = provider_remix(engine.pool.rows(), source, fields)
         run = await submit(request, req, api="videos", remixed_from=source["id"])
         return _video_response(engine, await engine.get(run.job_id))
     req = remix_request(source, fields)
