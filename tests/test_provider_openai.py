@@ -460,3 +460,47 @@ async def test_a_remix_goes_to_the_account_that_made_the_source(
     row = await row_of(client, remix["id"])
     assert row["token_id"] == ids[0]
     assert gw.tasks[row["upstream_task_id"]].remixed_from == source["upstream_task_id"]
+
+
+async def test_poll_limits_bound_the_polls_in_flight_per_account() -> None:
+    from sora2api.providers.limits import CONCURRENT, PollLimits
+
+    limits = PollLimits(per_second=1000.0)
+    inside: dict[int, int] = {1: 0, 2: 0}
+    most: dict[int, int] = {1: 0, 2: 0}
+    release = asyncio.Event()
+
+    async def poll(account: int) -> None:
+        async with limits.slot(account):
+            inside[account] += 1
+            most[account] = max(most[account], inside[account])
+            await release.wait()
+            inside[account] -= 1
+
+    tasks = [asyncio.create_task(poll(a)) for a in (1, 2) for _ in range(CONCURRENT + 3)]
+    async with asyncio.timeout(10):
+        while True:  # every account fills its slots; the rest wait
+            if inside == {1: CONCURRENT, 2: CONCURRENT}:
+                break
+            await asyncio.sleep(0.01)
+    release.set()
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert most == {1: CONCURRENT, 2: CONCURRENT}
+
+
+async def test_the_content_download_trusts_the_accounts_own_origin_only(
+    make_client: Callable[..., Awaitable[TestClient]], sim: Sim, gw: ProviderState
+) -> None:
+    # No configured Sora origin is the gateway's: only the account's base_url lets the cache
+    # fetch from this loopback address (the URL guard refuses private addresses otherwise).
+    elsewhere = {
+        "base_url": "https://sora.example/backend",
+        "third_party_url": "https://sora.example/tp/{post_id}.mp4",
+    }
+    client = await make_client(upstream=elsewhere)
+    await add_gateway_account(client, sim, gw.add_account("openai", name="gw1"))
+    video = await create(client, model="sora-2", prompt="trusted origin")
+    done = await wait_video(client, video["id"])
+    assert done["status"] == "completed", done
+    resp = await client.get(f"/v1/videos/{video['id']}/content", headers=KEY)
+    assert resp.status == 200 and (await resp.read())[4:8] == b"ftyp"
