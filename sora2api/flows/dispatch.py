@@ -9,7 +9,8 @@ import orjson
 from ..jobs import JobContext
 from ..providers import DEFAULT_PROVIDER
 from .generate import resume_flow, run_flow
-from .tasks import resume_task_flow, run_task_flow
+from .task_resume import resume_task_flow
+from .tasks import run_task_flow
 
 
 async def run_job(ctx: JobContext) -> dict[str, Any]:
