@@ -504,3 +504,27 @@ async def test_the_content_download_trusts_the_accounts_own_origin_only(
     assert done["status"] == "completed", done
     resp = await client.get(f"/v1/videos/{video['id']}/content", headers=KEY)
     assert resp.status == 200 and (await resp.read())[4:8] == b"ftyp"
+
+
+@pytest.mark.parametrize("style", ["openai", "newapi", "newapi_task"])
+def test_error_envelopes_of_openai_and_new_api_are_classified(style: str) -> None:
+    from sora2api.providers.openai.wire import classify_answer
+    from sora2api.simulator.providers import Variant
+    from sora2api.simulator.providers.openai_videos import fault
+
+    variant = Variant(error_style=style)
+    expected = {
+        "rate_limit": Kind.RATE_LIMITED,
+        "insufficient_quota": Kind.QUOTA_EXHAUSTED,
+        "invalid_api_key": Kind.TOKEN_INVALID,
+        "moderation_blocked": Kind.CONTENT_POLICY,
+        "invalid_request": Kind.BAD_REQUEST,
+        "server_error": Kind.SERVER,
+        "overloaded": Kind.SERVER,
+    }
+    for name, kind in expected.items():
+        status, body, headers = fault(variant, name, {"retry_after": 9, "message": f"m-{name}"})
+        got = classify_answer(status, orjson.dumps(body), "application/json", headers, "create")
+        assert (got.kind, got.message, got.retry_after) == (kind, f"m-{name}", 9.0), name
+    garbage = classify_answer(200, b"<html>oops</html>", "text/html", {}, "retrieve")
+    assert garbage.kind is Kind.MALFORMED and garbage.sent
