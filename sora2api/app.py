@@ -15,11 +15,12 @@ from . import keys
 from .auth import Auth
 from .config import Config
 from .errors import ApiError, PayloadTooLargeError, error_response, from_http_exception
-from .flows.generate import resume_flow, run_flow
+from .flows.dispatch import resume_job, run_job
 from .flows.reconcile import undo_side_effects
 from .jobs import JobEngine
 from .media import MediaCache
 from .pool import TokenPool
+from .registry import ModelListing
 from .reqlog import CLIENT_CLOSED, LOGGED_PREFIXES, REQLOG, RequestLog
 from .retention import RETENTION, Retention
 from .routes import Handler, add_routes
@@ -160,6 +161,7 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = TokenPool(app[keys.SETTINGS], app[keys.STORE])
     await pool.load()
     app[keys.POOL] = pool
+    app[keys.LISTING] = ModelListing()
     yield
 
 
@@ -182,10 +184,11 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.POOL],
         app[keys.CLIENT],
         app[keys.MEDIA],
-        flow=run_flow,
-        resume_flow=resume_flow,
+        flow=run_job,
+        resume_flow=resume_job,
         after_video=app[keys.TOKENS].refresh_quota,
         undo=undo_side_effects,
+        http=app[keys.HTTP],
     )
     app[keys.JOBS] = engine
     await engine.resume_all()

@@ -14,11 +14,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
+from aiohttp import ClientSession
 
 from .errors import ApiError, NotFoundError, UnavailableError
 from .flows.request import GenRequest
 from .media import MediaCache
 from .pool import TokenPool
+from .providers.limits import PollLimits
 from .settings import Settings
 from .store import JobRow, Store
 from .upstream.client import SoraClient
@@ -268,6 +270,7 @@ class JobEngine:
         resume_flow: Callable[[JobContext], Awaitable[dict[str, Any]]],
         after_video: Callable[[int], Awaitable[Any]] | None = None,
         undo: Callable[[JobContext], Awaitable[None]] | None = None,
+        http: ClientSession | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -287,6 +290,14 @@ class JobEngine:
         self.views = ViewCache()
         self._locks: dict[tuple[int, str], _CreateLock] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # For provider flows (flows/tasks.py): the app's session and per-account poll limits.
+        self.http = http
+        self.poll_limits = PollLimits()
+
+    @property
+    def closing(self) -> bool:
+        """True once shutdown began: a cancelled job then keeps its upstream task for the restart."""
+        return self._closing
 
     @contextlib.asynccontextmanager
     async def create_lock(self, token_id: int, prompt: str) -> AsyncIterator[None]:

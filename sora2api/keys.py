@@ -13,6 +13,7 @@ if TYPE_CHECKING:  # only annotations: keys.py stays cheap to import
     from .jobs import JobEngine
     from .media import MediaCache
     from .pool import TokenPool
+    from .registry import ModelListing
     from .settings import Settings
     from .store import Store
     from .tokens import TokenManager
@@ -30,6 +31,7 @@ CLIENT: web.AppKey[SoraClient] = web.AppKey("sora2api.client")
 POOL: web.AppKey[TokenPool] = web.AppKey("sora2api.pool")
 TOKENS: web.AppKey[TokenManager] = web.AppKey("sora2api.tokens")
 JOBS: web.AppKey[JobEngine] = web.AppKey("sora2api.jobs")
+LISTING: web.AppKey[ModelListing] = web.AppKey("sora2api.model_listing")
 
 # Per-request values (aiohttp 3.14 wants typed keys here too); those the request log reads
 # live in reqlog.py. The admin session of a request authenticated by one (absent for API-key requests).

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .. import keys
 from ..errors import BadRequestError, TimeoutError_, as_api_error, json_response
+from ..flows.provider_request import parse_provider_chat, provider_model
 from ..flows.request import parse_chat
 from ..flows.results import error_result, render_content
 from ..jobs import Event, JobFailed, JobRun
@@ -63,7 +64,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     stream = optional_bool(body, "stream")
     # Checked before parse_chat, which may fetch the request's media URLs.
     fmt = progress_format(body, request.app[keys.SETTINGS].current.generation.progress_format)
-    req = await parse_chat(body, request.app[keys.GUARD])
+    pool = request.app[keys.POOL]
+    spec = provider_model(pool.rows(), body.get("model"))
+    if spec is not None:
+        req = await parse_provider_chat(body, request.app[keys.GUARD], spec)
+    else:
+        req = await parse_chat(body, request.app[keys.GUARD])
     run = await submit(request, req, api="chat")
     if stream:
         return await _stream(request, run, req.model.id, fmt)

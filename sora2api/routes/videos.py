@@ -22,6 +22,7 @@ from ..flows.openai_request import (
     share_id,
     unpublish,
 )
+from ..flows.provider_request import parse_provider_video, provider_model, provider_remix
 from ..jobs import JobEngine
 from ..media import CONTENT_TYPES, MediaCache
 from ..reqlog import READY_JOB
@@ -88,6 +89,12 @@ def _expires_at(media: MediaCache, row: JobRow) -> int | None:
     return int(expires) if expires is not None else None
 
 
+def _size(spec: dict[str, Any]) -> str:
+    if spec.get("provider") and spec.get("width") and spec.get("height"):
+        return f"{spec['width']}x{spec['height']}"  # a provider model's own size
+    return ORIENTATION_SIZE.get(str(spec.get("orientation")), "720x1280")
+
+
 def video_object(engine: JobEngine, row: JobRow) -> dict[str, Any]:
     """The OpenAI video object, plus `task_id` (gateways such as new-api read it)."""
     spec = row_spec(row)
@@ -104,7 +111,7 @@ def video_object(engine: JobEngine, row: JobRow) -> dict[str, Any]:
         "completed_at": int(completed) if completed and status in ("completed", "failed") else None,
         "expires_at": _expires_at(engine.media, row),
         "prompt": row.prompt or spec.get("prompt") or "",
-        "size": ORIENTATION_SIZE.get(str(spec.get("orientation")), "720x1280"),
+        "size": _size(spec),
         "seconds": str(spec.get("seconds") or ""),
         "remixed_from_video_id": row.remixed_from,
         "error": error,
@@ -170,7 +177,11 @@ async def create_video(request: web.Request) -> web.Response:
     """POST /v1/videos (JSON or multipart): submit a job and answer with its video object at once."""
     engine = request.app[keys.JOBS]
     fields = await read_object(request, form=True)
-    req = await parse_video_create(fields, request.app[keys.GUARD], engine)
+    spec = provider_model(engine.pool.rows(), fields.get("model"))
+    if spec is not None:
+        req = await parse_provider_video(fields, request.app[keys.GUARD], spec)
+    else:
+        req = await parse_video_create(fields, request.app[keys.GUARD], engine)
     run = await submit(request, req, api="videos")
     return _video_response(engine, await engine.get(run.job_id))
 
@@ -320,7 +331,12 @@ async def remix_video(request: web.Request) -> web.Response:
             f"Video {source.id} is {source.status}; only a completed video can be remixed",
             code="video_not_ready",
         )
-    req = remix_request(source, await read_object(request, form=True))
+    fields = await read_object(request, form=True)
+    if row_spec(source).get("provider"):
+        req = provider_remix(engine.pool.rows(), source, fields)
+        run = await submit(request, req, api="videos", remixed_from=source.id)
+        return _video_response(engine, await engine.get(run.job_id))
+    req = remix_request(source, fields)
     req.remix_target_id = await share_id(engine, source)
     run = await submit(request, req, api="videos", remixed_from=source.id)
     return _video_response(engine, await engine.get(run.job_id))
