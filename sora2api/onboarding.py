@@ -131,7 +131,7 @@ class Onboarding:
         if not trusted:
             await self._public_host(url)
         restriction = None if models is UNSET else check_models(models)
-        opts = check_options(dict(options or {}))
+        opts = dict(options or {})  # checked by the caller (check_options)
         existing = await self._store.tokens.id_by_account(provider, key, url)
         proxy = opts.get("proxy")
         if "proxy" not in opts and existing is not None:

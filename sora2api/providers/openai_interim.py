@@ -52,7 +52,12 @@ class InterimOpenAI:
             ):
                 body = await resp.content.read(_LIMIT)
                 if not 200 <= resp.status < 300:
-                    raise classify(resp.status, body, resp.content_type, _STEP)
+                    failure = classify(resp.status, body, resp.content_type, _STEP)
+                    failure.retry_after = _seconds(resp.headers.get("Retry-After"))
+                    if resp.status == 429 and failure.code != "insufficient_quota":
+                        # OpenAI's "Rate limit reached" is a rate limit, whatever Sora's words.
+                        failure.kind = Kind.RATE_LIMITED
+                    raise failure
         except TimeoutError:
             raise UpstreamFailure(Kind.TIMEOUT, "no answer within 30 s", endpoint=_STEP) from None
         except aiohttp.ClientError as exc:
@@ -75,6 +80,13 @@ class InterimOpenAI:
 
     async def cancel(self, http: ClientSession, account: Account, task_id: str) -> None:
         raise _not_yet()
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None  # an HTTP date: the pool's own backoff applies
 
 
 def _not_yet() -> UpstreamFailure:

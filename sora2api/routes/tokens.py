@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import keys
-from ..credentials import OPTION_FIELDS, UNSET, check_credential_text, check_proxy
+from ..credentials import OPTION_FIELDS, UNSET, check_credential_text, check_options, check_proxy
 from ..errors import BadRequestError, PermissionError_, json_response
 from ..providers import DEFAULT_PROVIDER, PROVIDER_NAMES
 from ..providers.registry import DEFAULT_BASE_URLS
@@ -138,7 +138,7 @@ async def add_token(request: web.Request) -> web.Response:
             _credential(body, "token"),
             body.get("base_url"),
             models=body.get("models", UNSET),
-            options={name: body[name] for name in OPTION_FIELDS if name in body},
+            options=check_options({name: body[name] for name in OPTION_FIELDS if name in body}),
             # An admin decides where the server connects (like a proxy); the API key alone
             # may only name a public host.
             trusted=request.get(keys.REQ_ADMIN) is not None,
