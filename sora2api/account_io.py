@@ -11,7 +11,7 @@ import logging
 from contextlib import suppress
 from typing import Any
 
-from .account_views import json_list
+from .account_rows import json_list
 from .credentials import UNSET, ImportItem, parse_json, parse_text
 from .errors import ApiError, BadRequestError
 from .jwt import decode_jwt, jwt_email

@@ -7,9 +7,21 @@ from typing import Any
 
 import orjson
 
+from .mask import mask
 from .providers.base import Account, AccountInfo
 from .store import TokenRow
 from .upstream.errors import UpstreamFailure
+
+
+def json_list(text: str | None) -> list[str] | None:
+    """A JSON list column ('' or invalid: None)."""
+    if not text:
+        return None
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    return [str(v) for v in value] if isinstance(value, list) else None
 
 
 def account_of(row: TokenRow) -> Account:
@@ -41,3 +53,8 @@ def onboarded_values(info: AccountInfo) -> dict[str, Any]:
 def step_of(failure: UpstreamFailure) -> str:
     """The step of onboarding that failed, as messages name it."""
     return f"onboarding: {failure.endpoint or 'onboard'}"
+
+
+def scrub(text: str, key: str) -> str:
+    """An upstream's message with the key masked, should it echo the key it refused."""
+    return text.replace(key, mask(key)) if len(key) > 8 else text

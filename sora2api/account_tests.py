@@ -9,8 +9,7 @@ from typing import Any
 
 from aiohttp import ClientSession
 
-from .account_rows import account_of, onboarded_values, step_of
-from .account_views import json_list
+from .account_rows import account_of, json_list, onboarded_values, scrub, step_of
 from .errors import ApiError, NotFoundError
 from .pool import TokenPool
 from .providers.registry import ProviderRegistry
@@ -59,7 +58,7 @@ class AccountTests:
         try:
             info = await provider.onboard(self._http, account_of(row))
         except UpstreamFailure as f:
-            reason = f"Test failed at step '{step_of(f)}': {reason_of(f)}"
+            reason = scrub(f"Test failed at step '{step_of(f)}': {reason_of(f)}", key)
             now = time.time()
             if f.kind in CREDENTIAL_KINDS:
                 await self._pool.transition(token_id, rejected(key, f.kind, reason, now))

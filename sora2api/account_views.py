@@ -5,24 +5,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import orjson
-
+from .account_rows import json_list
 from .credentials import clock_time
 from .mask import mask, mask_proxy
 from .pool import TokenPool, TokenState
 from .settings import Settings
 from .store import Row
-
-
-def json_list(text: str | None) -> list[str] | None:
-    """A JSON list column ('' or invalid: None)."""
-    if not text:
-        return None
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return None
-    return [str(v) for v in value] if isinstance(value, list) else None
 
 
 class AccountViews:

@@ -181,7 +181,7 @@ async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
     sora = SoraAccounts(settings, store, app[keys.CLIENT], pool)
     app[keys.TOKENS] = sora
     app[keys.SORA_CONVERT] = SoraConversions(settings, store, app[keys.CLIENT], pool)
-    onboarding = Onboarding(store, pool, sora, http, providers, app[keys.GUARD])
+    onboarding = Onboarding(settings, store, pool, sora, http, providers, app[keys.GUARD])
     app[keys.ACCOUNTS] = onboarding
     app[keys.ACCOUNT_FILES] = AccountFiles(settings, store, sora, onboarding)
     app[keys.ACCOUNT_VIEWS] = AccountViews(settings, pool)

@@ -15,17 +15,17 @@ from typing import Any
 
 from aiohttp import ClientSession
 
-from .account_rows import models_json, onboarded_values, step_of
-from .account_views import json_list
+from .account_rows import json_list, models_json, onboarded_values, scrub, step_of
 from .credentials import OPTION_FIELDS, UNSET, check_options
 from .errors import ApiError, BadRequestError, as_api_error
 from .mask import mask
 from .pool import TokenPool
 from .providers import DEFAULT_PROVIDER
 from .providers.base import Account
-from .providers.registry import DEFAULT_BASE_URLS, ProviderRegistry
+from .providers.registry import ProviderRegistry, default_base_url
 from .providers.sora.account import SoraAccounts
 from .providers.sora.probe import reason_of
+from .settings import Settings
 from .store import Row, Store
 from .transitions import admin, readded
 from .upstream.errors import UpstreamFailure
@@ -37,11 +37,10 @@ _MAX_URL = 2000
 _MAX_MODELS = 200
 
 
-def check_base_url(value: Any, provider: str) -> str:
+def check_base_url(value: Any, provider: str, default: str = "") -> str:
     """An account's base URL as its vendor's SDK takes it: http(s), a host, no query or secret."""
     if value is None or value == "":
-        default = DEFAULT_BASE_URLS.get(provider)
-        if default is None:
+        if not default:
             raise BadRequestError(f"'base_url' is required for {provider}", param="base_url")
         return default
     if not isinstance(value, str):
@@ -90,6 +89,7 @@ class Onboarding:
 
     def __init__(
         self,
+        settings: Settings,
         store: Store,
         pool: TokenPool,
         sora: SoraAccounts,
@@ -97,6 +97,7 @@ class Onboarding:
         providers: ProviderRegistry,
         guard: UrlGuard,
     ) -> None:
+        self._settings = settings
         self._store = store
         self._pool = pool
         self._sora = sora
@@ -123,11 +124,12 @@ class Onboarding:
     ) -> tuple[Row, bool]:
         """Onboard another provider's API key; (row, created). `trusted` (an admin session or an
         import) may name a private host; the API key alone only a public one."""
+        provider = provider.strip().lower()
         impl = self._providers.provider_for(provider)
         key = (key or "").strip().removeprefix("Bearer ").strip()
         if not key:
             raise BadRequestError(f"'token' (the {provider} API key) is required", param="token")
-        url = check_base_url(base_url, provider)
+        url = check_base_url(base_url, provider, default_base_url(self._settings.current, provider))
         if not trusted:
             await self._public_host(url)
         restriction = None if models is UNSET else check_models(models)
@@ -145,7 +147,10 @@ class Onboarding:
         except UpstreamFailure as f:
             raise as_api_error(
                 f,
-                message=f"Adding the {provider} account failed at step '{step_of(f)}': {reason_of(f)}",
+                message=scrub(
+                    f"Adding the {provider} account failed at step '{step_of(f)}': {reason_of(f)}",
+                    key,
+                ),
                 param="token",
                 caller_input=True,
             ) from None

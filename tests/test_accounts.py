@@ -5,6 +5,7 @@ The upstream is the simulator's gateway (/v1/models, /v1/videos), started with t
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -18,6 +19,8 @@ from .conftest import KEY, Sim
 from .helpers import admin_headers
 
 MakeClient = Callable[..., Awaitable[TestClient]]
+# The step a failed onboarding names (the provider's endpoint: "GET /models" or "models").
+STEP = re.compile(r"onboarding: (GET /)?models")
 
 
 def gateway(sim: Sim) -> ProviderState:
@@ -77,6 +80,19 @@ async def test_add_an_openai_account_and_list_it_masked(client: TestClient, sim:
     assert account.key not in await one.text()
 
 
+async def test_a_key_the_upstream_echoes_is_masked_in_the_error(
+    client: TestClient, sim: Sim
+) -> None:
+    key = "sk-echoed-secret-key-4242"
+    sim.state.inject(
+        "GET", "/v1/models", "custom", status=401,
+        json={"error": {"message": f"Key {key} is revoked", "type": "auth", "code": "revoked"}},
+    )  # fmt: skip
+    body = {"provider": "openai", "token": key, "base_url": base_url(sim)}
+    err = (await post_account(client, body, await admin_headers(client), 400))["error"]
+    assert key not in err["message"] and "Key …4242 is revoked" in err["message"], err
+
+
 async def test_a_wrong_key_is_a_400_naming_the_step_and_the_upstream_answer(
     client: TestClient, sim: Sim
 ) -> None:
@@ -84,7 +100,7 @@ async def test_a_wrong_key_is_a_400_naming_the_step_and_the_upstream_answer(
     admin = await admin_headers(client)
     body = {"provider": "openai", "token": "sk-not-a-real-key-9876", "base_url": base_url(sim)}
     err = (await post_account(client, body, admin, 400))["error"]
-    assert "onboarding: GET /models" in err["message"]
+    assert STEP.search(err["message"]), err
     assert "Incorrect API key provided" in err["message"]  # the gateway's own words
     assert err["code"] == "token_invalid" and err["param"] == "token"
     assert "sk-not-a-real-key-9876" not in err["message"]
@@ -178,7 +194,7 @@ async def test_test_one_marks_a_dead_key_invalid_and_a_429_only_cools_down(
     resp = await client.post("/api/tokens/test-all", headers=KEY)
     results = {r["id"]: r for r in (await resp.json())["results"]}
     assert results[dead_id]["ok"] is False and results[dead_id]["status"] == "invalid"
-    assert "onboarding: GET /models" in results[dead_id]["reason"]
+    assert STEP.search(results[dead_id]["reason"])
     assert "Incorrect API key provided" in results[dead_id]["reason"]
     assert results[good_id]["ok"] is False and results[good_id]["status"] == "active"
 
@@ -272,7 +288,7 @@ async def test_import_export_round_trip_with_mixed_providers(client: TestClient,
     result = await resp.json()
     assert result["summary"] == {"created": 0, "updated": 3, "duplicate": 0, "error": 2}, result
     errors = [r["message"] for r in result["results"] if r["result"] == "error"]
-    assert any("onboarding: GET /models" in m for m in errors)
+    assert any(STEP.search(m) for m in errors), errors
     assert len(await listing(client)) == 3
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
+from ..config import Config
 from ..errors import BadRequestError
 from . import DEFAULT_PROVIDER, PROVIDER_NAMES
 from .base import Provider
@@ -18,6 +19,16 @@ DEFAULT_BASE_URLS: Mapping[str, str] = MappingProxyType(
         "gemini": "https://generativelanguage.googleapis.com",
     }
 )
+
+
+def default_base_url(config: Config, name: str) -> str:
+    """The base URL an account of `name` gets when added without one: `[providers]
+    <name>_base_url` where the config has it (Seedance's, helper p11-seedance), else the SDK's."""
+    # getattr: the [providers] table arrives with the Seedance branch; this reads it once merged.
+    configured = getattr(getattr(config, "providers", None), f"{name}_base_url", None)
+    if isinstance(configured, str) and configured:
+        return configured
+    return DEFAULT_BASE_URLS.get(name, "")
 
 
 class ProviderRegistry:
@@ -59,7 +70,9 @@ class ProviderRegistry:
 
 def live_providers() -> ProviderRegistry:
     """The registry app.py serves. The one place to swap in each provider package as it lands:
-    until the openai provider (providers/openai/) is merged, an interim onboarding stands in."""
+    until the openai provider (providers/openai/, helper p10-core) is merged, an interim
+    onboarding stands in. Once it is: `from ..registry import PROVIDERS` and
+    `return ProviderRegistry(PROVIDERS.values())`, and delete openai_interim.py."""
     from .openai_interim import InterimOpenAI
 
     return ProviderRegistry([InterimOpenAI()])

@@ -10,7 +10,7 @@ from .. import keys
 from ..credentials import OPTION_FIELDS, UNSET, check_credential_text, check_options, check_proxy
 from ..errors import BadRequestError, PermissionError_, json_response
 from ..providers import DEFAULT_PROVIDER, PROVIDER_NAMES
-from ..providers.registry import DEFAULT_BASE_URLS
+from ..providers.registry import default_base_url
 from .common import read_json, read_object, read_text
 
 # Fields POST /api/tokens accepts; proxy_url is the reference's name for proxy.
@@ -83,11 +83,12 @@ async def get_token(request: web.Request) -> web.Response:
 async def list_providers(request: web.Request) -> web.Response:
     """The providers an account may name here, with the base URL their SDK defaults to."""
     live = request.app[keys.PROVIDERS].names()
+    config = request.app[keys.SETTINGS].current
     data = [
         {
             "name": n,
             "available": n == DEFAULT_PROVIDER or n in live,
-            "default_base_url": DEFAULT_BASE_URLS.get(n, ""),
+            "default_base_url": default_base_url(config, n),
         }
         for n in PROVIDER_NAMES
     ]
@@ -108,7 +109,7 @@ async def add_token(request: web.Request) -> web.Response:
         check_proxy(body["proxy"])  # a malformed value is a 400 whoever sends it
         # A proxy makes this server connect wherever it points: an operator's decision.
         _require_admin(request)
-    provider = _str(body, "provider") or DEFAULT_PROVIDER
+    provider = (_str(body, "provider") or DEFAULT_PROVIDER).strip().lower()
     if provider == DEFAULT_PROVIDER:
         for name in ("base_url", "models"):
             if name in body:
