@@ -44,7 +44,14 @@ class InterimOpenAI:
     async def onboard(self, http: ClientSession, account: Account) -> AccountInfo:
         url = account.base_url.rstrip("/") + "/models"
         headers = {"Authorization": f"Bearer {account.key}", "Accept": "application/json"}
-        proxy = account.proxy if account.proxy and account.proxy.startswith("http") else None
+        proxy = account.proxy or None
+        if proxy and not proxy.startswith("http"):
+            # Going direct instead would leak the admin's choice of route; refuse plainly.
+            raise UpstreamFailure(
+                Kind.BAD_REQUEST,
+                "a SOCKS proxy needs the openai provider package (not merged yet)",
+                sent=False,
+            )
         try:
             async with (
                 asyncio.timeout(30),

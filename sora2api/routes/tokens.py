@@ -1,4 +1,4 @@
-"""Account routes, every provider: thin handlers (parse and validate, call one domain object, render)."""
+"""Account routes for every provider: thin handlers (parse and validate, call, render)."""
 
 from __future__ import annotations
 
