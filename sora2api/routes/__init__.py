@@ -50,6 +50,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/tmp/{name}", serve_media, "public"),
     # Token management: literal paths before the {id} ones.
     Route("GET", "/api/tokens", token_routes.list_tokens, "key_or_admin"),
+    Route("GET", "/api/providers", token_routes.list_providers, "key_or_admin"),
     Route("POST", "/api/tokens", token_routes.add_token, "key_or_admin"),
     Route("POST", "/api/tokens/st2at", token_routes.st2at, "admin"),
     Route("POST", "/api/tokens/rt2at", token_routes.rt2at, "admin"),
