@@ -18,6 +18,7 @@ import orjson
 from .errors import ApiError, NotFoundError, UnavailableError
 from .flows.request import GenRequest
 from .media import MediaCache
+from .metering import measured, planned
 from .pool import TokenPool
 from .settings import Settings
 from .store import Row, Store
@@ -316,17 +317,24 @@ class JobEngine:
     # -- submission -----------------------------------------------------------------------
 
     async def submit(
-        self, req: GenRequest, *, api: str = "chat", remixed_from: str | None = None
+        self,
+        req: GenRequest,
+        *,
+        api: str = "chat",
+        remixed_from: str | None = None,
+        key_id: int | None = None,
     ) -> JobRun:
-        """Write the job row, then start it. Nothing reaches the upstream before the row exists."""
+        """Write the job row, then start it. Nothing reaches the upstream before the row exists.
+        `key_id` is the created API key that asked (None: the bootstrap key or the panel)."""
         job_id = new_job_id(req.kind)
         now = time.time()
+        described = req.describe()
         row = {
             "id": job_id,
             "kind": req.kind,
             "api": api,
             "model": req.model.id,
-            "request": orjson.dumps(req.describe()).decode(),
+            "request": orjson.dumps(described).decode(),
             "prompt": req.prompt[:4000],
             "status": "queued",
             "phase": QUEUED,
@@ -335,6 +343,8 @@ class JobEngine:
             "remixed_from": remixed_from,
             "created_at": now,
             "updated_at": now,
+            "key_id": key_id,
+            **planned(described, req.kind),
         }
         await self.store.insert("jobs", row)
         run = JobRun(job_id, req.kind)
@@ -381,6 +391,7 @@ class JobEngine:
                 progress=100.0,
                 result=orjson.dumps(result).decode(),
                 completed_at=time.time(),
+                **measured(run.kind, result),
             )
         except asyncio.CancelledError:
             if self._closing:
@@ -435,10 +446,14 @@ class JobEngine:
         limit: int = 20,
         order: str = "desc",
         statuses: tuple[str, ...] | None = None,
+        key_id: int | None = None,
     ) -> tuple[list[Row], bool]:
-        """One page of a kind's jobs (optionally only these statuses), newest first (or oldest
-        with order="asc"), and has_more."""
-        where, params = "kind = ?", [kind]
+        """One page of a kind's jobs (optionally only these statuses, only one API key's),
+        newest first (or oldest with order="asc"), and has_more."""
+        where, params = "kind = ?", list[Any]([kind])
+        if key_id is not None:
+            where = "key_id = ? AND kind = ?"
+            params = [key_id, kind]
         if statuses:
             where += f" AND status IN ({', '.join('?' for _ in statuses)})"
             params += statuses
