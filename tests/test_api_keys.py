@@ -139,7 +139,9 @@ async def test_key_routes_are_admin_only(client: TestClient) -> None:
         ({"name": "x", "colour": "red"}, "colour"),
     ],
 )
-async def test_create_refuses_bad_input(client: TestClient, body: dict[str, Any], param: str) -> None:
+async def test_create_refuses_bad_input(
+    client: TestClient, body: dict[str, Any], param: str
+) -> None:
     resp = await client.post("/api/admin/keys", json=body, headers=await admin_headers(client))
     assert resp.status == 400
     assert assert_envelope(await resp.json(), param)["type"] == "invalid_request_error"
@@ -180,7 +182,9 @@ async def test_a_key_sees_only_its_own_jobs(ready: TestClient, sim: Sim) -> None
     )
     assert resp.status == 200, await resp.text()
     image_id = (await resp.json())["job_id"]
-    resp = await client.post("/v1/chat/completions", json=chat("sora-video-10s", "x"), headers=alice)
+    resp = await client.post(
+        "/v1/chat/completions", json=chat("sora-video-10s", "x"), headers=alice
+    )
     assert resp.status == 200, await resp.text()
     chat_id = (await resp.json())["job_id"]
     creates = len(sim.state.calls("POST", "/backend/nf/create"))

@@ -34,7 +34,9 @@ def creates(sim: Sim) -> int:
 
 
 async def image(client: TestClient, headers: dict[str, str], prompt: str = "a cat") -> Any:
-    return await client.post("/v1/chat/completions", json=chat("sora-image", prompt), headers=headers)
+    return await client.post(
+        "/v1/chat/completions", json=chat("sora-image", prompt), headers=headers
+    )
 
 
 async def refused(resp: Any, limit: str) -> dict[str, Any]:
@@ -118,9 +120,7 @@ async def test_limits_can_change_and_disappear(ready: TestClient) -> None:
     assert (await image(ready, headers)).status == 200
     await refused(await image(ready, headers), "images_per_day")
     admin = await admin_headers(ready)
-    resp = await ready.put(
-        f"/api/admin/keys/{created['id']}", json={"limits": {}}, headers=admin
-    )
+    resp = await ready.put(f"/api/admin/keys/{created['id']}", json={"limits": {}}, headers=admin)
     assert resp.status == 200
     assert (await image(ready, headers)).status == 200
 
@@ -180,7 +180,9 @@ async def test_usage_report(ready: TestClient, sim: Sim) -> None:
     assert window["totals"]["completed"]["jobs"] == 2
     # usage outlives the jobs: deleting them changes nothing
     assert (await ready.delete(f"/v1/videos/{done['id']}", headers=alice)).status == 200
-    assert (await _usage(ready, f"key={alice_key['id']}&group_by=model"))["totals"] == mine["totals"]
+    assert (await _usage(ready, f"key={alice_key['id']}&group_by=model"))["totals"] == mine[
+        "totals"
+    ]
 
 
 @pytest.mark.parametrize(
