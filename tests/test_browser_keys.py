@@ -8,16 +8,12 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from . import test_browser as shared
 from .helpers import add_token, chat
-from .test_browser import (  # noqa: F401 - pytest finds the fixtures by name in this module
-    Panel,
-    browser,
-    make_panel,
-    needs_browser,
-    page,
-    panel,
-    ui_login,
-)
+from .test_browser import Panel, needs_browser, ui_login
+
+# pytest finds fixtures by name in the module: the browser tests' own, shared.
+browser, page, panel, make_panel = shared.browser, shared.page, shared.panel, shared.make_panel
 
 
 @needs_browser
