@@ -111,6 +111,9 @@ async def test_key_routes_are_admin_only(client: TestClient) -> None:
             resp = await client.request(method, path, json={"name": "x"}, headers=who)
             assert resp.status == 401, (method, path, who)
             assert_envelope(await resp.json())
+    # token management stays with the bootstrap key and the panel
+    for method, path in [("GET", "/api/tokens"), ("POST", "/api/tokens/test-all")]:
+        assert (await client.request(method, path, headers=headers)).status == 401
     # ...and nothing changed: the key still exists and works
     assert (await client.get("/v1/models", headers=headers)).status == 200
 
