@@ -8,7 +8,7 @@ import aiosqlite
 from .api_keys import ApiKeyRow, ApiKeys
 from .base import Row, StoreBase
 from .characters import CharacterRow, Characters
-from .job_reads import JobReads
+from .jobs import JobRow, Jobs
 from .migrations import CURRENT_VERSION
 from .request_log import LogRow, RequestCounts, RequestLogs
 from .sessions import SessionRow, Sessions
@@ -29,8 +29,7 @@ class Store(StoreBase):
         self.request_log = RequestLogs(self)
         self.settings = SettingsTable(self)
         self.stats = Stats(self)
-        # jobs repository: the panel's and retention's reads until store/jobs.py takes them.
-        self.job_reads = JobReads(self)
+        self.jobs = Jobs(self)
         self.api_keys = ApiKeys(self)
         self.usage = Usage(self)
 
@@ -43,7 +42,8 @@ __all__ = [
     "CharacterRow",
     "Characters",
     "JobCount",
-    "JobReads",
+    "JobRow",
+    "Jobs",
     "LogRow",
     "RequestCounts",
     "RequestLogs",
