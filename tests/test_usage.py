@@ -180,9 +180,12 @@ async def test_usage_report(ready: TestClient, sim: Sim) -> None:
     assert window["totals"]["completed"]["jobs"] == 2
     # usage outlives the jobs: deleting them changes nothing
     assert (await ready.delete(f"/v1/videos/{done['id']}", headers=alice)).status == 200
-    assert (await _usage(ready, f"key={alice_key['id']}&group_by=model"))["totals"] == mine[
-        "totals"
-    ]
+    query = f"key={alice_key['id']}&group_by=model"
+    assert (await _usage(ready, query))["totals"] == mine["totals"]
+    # and so does deleting the key: its usage stays reportable
+    admin = await admin_headers(ready)
+    assert (await ready.delete(f"/api/admin/keys/{alice_key['id']}", headers=admin)).status == 200
+    assert (await _usage(ready, query))["totals"] == mine["totals"]
 
 
 @pytest.mark.parametrize(

@@ -86,7 +86,9 @@ async def usage(request: web.Request) -> web.Response:
                 f"Query parameter 'key' must be an API key id, got {raw_key[:40]!r}", param="key"
             )
         key_id = int(raw_key)
-        await request.app[keys.AUTH].keys.get(key_id)  # a 404 for an unknown key
+        # A deleted key's usage stays reportable; an id that never had a key is a 404.
+        if not await request.app[keys.STORE].usage.has_key(key_id):
+            await request.app[keys.AUTH].keys.get(key_id)
     start, end = _time(request, "from"), _time(request, "to")
     if start is not None and end is not None and end < start:
         raise BadRequestError("Query parameter 'to' is before 'from'", param="to")

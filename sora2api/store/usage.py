@@ -73,6 +73,13 @@ class Usage:
         assert row is not None
         return Amount(int(row["n"]), float(row["s"]), int(row["i"]))
 
+    async def has_key(self, key_id: int) -> bool:
+        """Whether any ended job of this key is in the ledger (its key may be deleted since)."""
+        row = await self._db.fetchone(
+            "SELECT 1 AS x FROM usage WHERE key_id = ? LIMIT 1", (key_id,)
+        )
+        return row is not None
+
     async def report(
         self, key_id: int | None, start: float | None, end: float | None, group_by: str
     ) -> dict[str, Any]:
