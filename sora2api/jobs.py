@@ -19,6 +19,7 @@ from aiohttp import ClientSession
 from .errors import ApiError, NotFoundError, UnavailableError
 from .flows.request import GenRequest
 from .media import MediaCache
+from .metering import measured, planned
 from .pool import TokenPool
 from .providers.limits import PollLimits
 from .settings import Settings
@@ -323,17 +324,24 @@ class JobEngine:
     # -- submission -----------------------------------------------------------------------
 
     async def submit(
-        self, req: GenRequest, *, api: str = "chat", remixed_from: str | None = None
+        self,
+        req: GenRequest,
+        *,
+        api: str = "chat",
+        remixed_from: str | None = None,
+        key_id: int | None = None,
     ) -> JobRun:
-        """Write the job row, then start it. Nothing reaches the upstream before the row exists."""
+        """Write the job row, then start it. Nothing reaches the upstream before the row exists.
+        `key_id` is the created API key that asked (None: the bootstrap key or the panel)."""
         job_id = new_job_id(req.kind)
         now = time.time()
+        described = req.describe()
         row = JobRow(
             id=job_id,
             kind=req.kind,
             api=api,
             model=req.model.id,
-            request=orjson.dumps(req.describe()).decode(),
+            request=orjson.dumps(described).decode(),
             prompt=req.prompt[:4000],
             status="queued",
             phase=QUEUED,
@@ -342,6 +350,8 @@ class JobEngine:
             remixed_from=remixed_from,
             created_at=now,
             updated_at=now,
+            key_id=key_id,
+            **planned(described, req.kind),
         )
         await self.store.jobs.insert(row)
         run = JobRun(job_id, req.kind)
@@ -388,6 +398,7 @@ class JobEngine:
                 progress=100.0,
                 result=orjson.dumps(result).decode(),
                 completed_at=time.time(),
+                **measured(run.kind, result),
             )
         except asyncio.CancelledError:
             if self._closing:
@@ -442,15 +453,16 @@ class JobEngine:
         limit: int = 20,
         order: str = "desc",
         statuses: tuple[str, ...] | None = None,
+        key_id: int | None = None,
     ) -> tuple[list[JobRow], bool]:
-        """One page of a kind's jobs (optionally only these statuses), newest first (or oldest
-        with order="asc"), and has_more."""
+        """One page of a kind's jobs (optionally only these statuses, only one API key's),
+        newest first (or oldest with order="asc"), and has_more."""
         anchor = None
         if after:
             row = await self.get(after)
             anchor = (row.created_at, row.id)
         rows = await self.store.jobs.of_kind(
-            kind, statuses=statuses, anchor=anchor, order=order, limit=limit + 1
+            kind, statuses=statuses, anchor=anchor, order=order, limit=limit + 1, key_id=key_id
         )
         return rows[:limit], len(rows) > limit
 

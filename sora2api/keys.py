@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # only annotations: keys.py stays cheap to import
     from .providers.sora.convert import SoraConversions
     from .registry import ModelListing
     from .settings import Settings
-    from .store import Store
+    from .store import ApiKeyRow, Store
     from .upstream.client import SoraClient
     from .urlguard import UrlGuard
 
@@ -50,3 +50,6 @@ LISTING: web.AppKey[ModelListing] = web.AppKey("sora2api.model_listing")
 # Per-request values (aiohttp 3.14 wants typed keys here too); those the request log reads
 # live in reqlog.py. The admin session of a request authenticated by one (absent for API-key requests).
 REQ_ADMIN: web.RequestKey[AdminSession] = web.RequestKey("sora2api.admin_session")
+# The created API key a request came with (absent for the bootstrap key and admin sessions, which
+# see every job).
+REQ_KEY: web.RequestKey[ApiKeyRow] = web.RequestKey("sora2api.api_key")

@@ -90,8 +90,9 @@ async def get_image(request: web.Request) -> web.Response:
         raise BadRequestError(
             "Query parameter 'response_format' must be url or b64_json", param="response_format"
         )
-    # Only links are kept: base64 answers are megabytes each.
-    cached = fmt == "url"
+    # Only links are kept: base64 answers are megabytes each. The kept answers are not per key:
+    # a created key's poll reads the row (and its owner).
+    cached = fmt == "url" and keys.REQ_KEY not in request
     settings = engine.settings.current
     job_id = request.match_info["id"]
     body = engine.views.get(job_id, "image", settings) if cached else None

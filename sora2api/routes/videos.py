@@ -158,10 +158,19 @@ def character_object(row: JobRow) -> dict[str, Any]:
 _ELSEWHERE = {"image": "GET /v1/images/{id}", "character": "GET /v1/videos/characters/{id}"}
 
 
+def owned(request: web.Request, row: JobRow) -> JobRow:
+    """The row when the request may see it: a created API key sees only its own jobs, and
+    another's answers exactly like a job that does not exist."""
+    key = request.get(keys.REQ_KEY)
+    if key is not None and row.key_id != key.id:
+        raise NotFoundError(f"No job with id {row.id!r}", param="id")
+    return row
+
+
 async def typed_job(request: web.Request, kind: str) -> JobRow:
     engine = request.app[keys.JOBS]
     job_id = request.match_info["id"]
-    row = await engine.get(job_id)
+    row = owned(request, await engine.get(job_id))
     if row.kind != kind:
         where = _ELSEWHERE.get(row.kind, "GET /v1/videos/{id}").replace("{id}", job_id)
         raise NotFoundError(
@@ -213,7 +222,7 @@ async def list_videos(request: web.Request) -> web.Response:
         # The page query orders by the anchor's time whatever its kind: an image id would
         # silently page the videos from an unrelated point.
         try:
-            anchor_kind = (await engine.get(after)).kind
+            anchor_kind = owned(request, await engine.get(after)).kind
         except NotFoundError:
             anchor_kind = None
         if anchor_kind != "video":
@@ -225,6 +234,7 @@ async def list_videos(request: web.Request) -> web.Response:
             limit=limit,
             order=order,
             statuses=_LIST_STATUSES[status] if status else None,
+            key_id=key.id if (key := request.get(keys.REQ_KEY)) else None,
         )
     except NotFoundError:
         raise BadRequestError(
@@ -248,7 +258,9 @@ async def get_video(request: web.Request) -> web.Response:
     engine = request.app[keys.JOBS]
     job_id = request.match_info["id"]
     settings = engine.settings.current
-    body = engine.views.get(job_id, "video", settings)
+    # The kept answers are not per key: a created key's poll reads the row (and its owner).
+    mine = keys.REQ_KEY not in request
+    body = engine.views.get(job_id, "video", settings) if mine else None
     if body is not None:
         request[READY_JOB] = job_id  # logged as a counted row (see reqlog.READY_JOB)
         return web.Response(body=body, content_type="application/json")

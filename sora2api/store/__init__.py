@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import aiosqlite
 
+from .api_keys import ApiKeyRow, ApiKeys
 from .base import Row, StoreBase
 from .characters import CharacterRow, Characters
 from .jobs import JobRow, Jobs
@@ -14,6 +15,7 @@ from .sessions import SessionRow, Sessions
 from .settings import SettingRow, SettingsTable
 from .stats import JobCount, Stats
 from .tokens import TokenRow, Tokens
+from .usage import Amount, Usage
 
 
 class Store(StoreBase):
@@ -28,10 +30,15 @@ class Store(StoreBase):
         self.settings = SettingsTable(self)
         self.stats = Stats(self)
         self.jobs = Jobs(self)
+        self.api_keys = ApiKeys(self)
+        self.usage = Usage(self)
 
 
 __all__ = [
     "CURRENT_VERSION",
+    "Amount",
+    "ApiKeyRow",
+    "ApiKeys",
     "CharacterRow",
     "Characters",
     "JobCount",
@@ -49,4 +56,5 @@ __all__ = [
     "Store",
     "TokenRow",
     "Tokens",
+    "Usage",
 ]

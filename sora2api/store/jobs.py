@@ -42,6 +42,13 @@ class JobRow:
     updated_at: float | None = None
     phase: str = ""
     cleanup: str | None = None
+    # Migration 8 (p12-keys): the created API key that asked (None: the bootstrap key or the
+    # panel), and what the job counts for in usage (metering.py).
+    key_id: int | None = None
+    provider: str = "sora"
+    video_seconds: float = 0.0
+    images: int = 0
+    upstream_usage: str | None = None
     token_email: str | None = None
 
     @classmethod
@@ -112,11 +119,15 @@ class Jobs:
         anchor: tuple[float, str] | None,
         order: str,
         limit: int,
+        key_id: int | None = None,
     ) -> list[JobRow]:
-        """Up to `limit` jobs of a kind (optionally only these statuses) after the (created_at,
-        id) `anchor`, newest first (or oldest with order="asc")."""
+        """Up to `limit` jobs of a kind (optionally only these statuses, only one API key's)
+        after the (created_at, id) `anchor`, newest first (or oldest with order="asc")."""
         where = "kind = ?"
         params: list[Any] = [kind]
+        if key_id is not None:  # the jobs(key_id, kind, created_at, id) index
+            where = "key_id = ? AND kind = ?"
+            params = [key_id, kind]
         if statuses:
             where += f" AND status IN ({', '.join('?' for _ in statuses)})"
             params += statuses
