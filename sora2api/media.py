@@ -374,6 +374,18 @@ class MediaCache:
         """The public link of a cached file."""
         return f"{self._settings.current.public_base}/tmp/{name}"
 
+    def lookup(self, name: str) -> CachedFile | None:
+        """A live cached file by its link's name; None for a name this cache could not have made,
+        or a file that expired or is gone."""
+        path = self.resolve(name)
+        if path is None:
+            return None
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return None
+        return CachedFile(name, path, size, CONTENT_TYPES[name.rsplit(".", 1)[1]])
+
     def resolve(self, name: str) -> Path | None:
         """The path of a live cached file; only names this cache could have made are looked up."""
         expires = self.expires_at(name)

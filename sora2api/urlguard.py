@@ -6,7 +6,7 @@ import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import aiohttp
 from yarl import URL
@@ -104,12 +104,40 @@ def _with_context(exc: ApiError, note: str) -> ApiError:
     return type(exc)(f"{exc.message} ({note})", param=exc.param, code=exc.code)
 
 
+class LocalLinks(Protocol):
+    """Links that are this server's own files (own_links.py), read without the network."""
+
+    async def read(self, url: str, *, kind: str, param: str, max_bytes: int) -> bytes | None:
+        """The file's bytes; None when `url` is not such a link; a 400 when it is, but is gone."""
+        ...
+
+
 class UrlGuard:
     """The one place user-supplied URLs are fetched: scheme, address, redirect, size and time rules."""
 
-    def __init__(self, settings: Settings, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        local: LocalLinks | None = None,
+    ) -> None:
         self._settings = settings
         self._session = session
+        self._local = local
+
+    def for_request(self, local: LocalLinks) -> UrlGuard:
+        """This guard as one request sees it: links to this server's own media come from `local`."""
+        return UrlGuard(self._settings, self._session, local)
+
+    async def fetch_input(self, url: str, *, kind: str, param: str) -> bytes:
+        """A request's media URL: a result link of this server read from its cache (no
+        network), any other URL fetched through the guard."""
+        if self._local is not None:
+            limit = self._settings.current.security.fetch_max_mb * MB
+            data = await self._local.read(url, kind=kind, param=param, max_bytes=limit)
+            if data is not None:
+                return data
+        return (await self.fetch(url, kind=kind)).data
 
     def allows(self, ip: IPAddress) -> bool:
         """Whether the guard may connect to this address under the current settings."""

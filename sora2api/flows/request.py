@@ -105,7 +105,7 @@ async def load_media(value: Any, guard: UrlGuard, *, kind: str, param: str) -> M
     if value.startswith("data:"):
         data = parse_data_url(value, param)
     elif value.startswith(("http://", "https://")):
-        data = (await guard.fetch(value, kind=kind)).data
+        data = await guard.fetch_input(value, kind=kind, param=param)
     elif "://" in value[:12]:
         raise BadRequestError(f"{param}: only http, https and data: URLs are accepted", param=param)
     else:

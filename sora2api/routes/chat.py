@@ -15,7 +15,7 @@ from ..flows.results import error_result, render_content
 from ..jobs import Event, JobFailed, JobRun
 from ..progress_text import PROGRESS_FORMATS, ProgressText, render
 from ..sse import DONE, KEEPALIVE, frame, open_stream, send
-from .common import optional_bool, read_object, submit
+from .common import input_guard, optional_bool, read_object, submit
 
 
 def _chunk(
@@ -77,9 +77,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     pool = request.app[keys.POOL]
     spec = provider_model(pool.rows(), body.get("model"))
     if spec is not None:
-        req = await parse_provider_chat(body, request.app[keys.GUARD], spec)
+        req = await parse_provider_chat(body, input_guard(request), spec)
     else:
-        req = await parse_chat(body, request.app[keys.GUARD])
+        req = await parse_chat(body, input_guard(request))
     run = await submit(request, req, api="chat")
     if stream:
         return await _stream(request, run, req.model.id, fmt)

@@ -16,7 +16,9 @@ from ..flows.openai_request import Upload
 from ..flows.request import GenRequest
 from ..jobs import JobRun
 from ..metering import planned
+from ..own_links import OwnLinks
 from ..reqlog import REQ_JOB_ID, REQ_MODEL
+from ..urlguard import UrlGuard
 
 # `x[key]` form fields: the OpenAI SDK's encoding of an object such as input_reference.
 _NESTED = re.compile(r"([^\[\]]+)\[([^\[\]]+)\]")
@@ -45,6 +47,17 @@ async def read_object(
     if not isinstance(body, dict):
         raise BadRequestError("The request body must be a JSON object")
     return body
+
+
+def input_guard(request: web.Request) -> UrlGuard:
+    """The URL guard for this request's media inputs: this server's own result links (public_url
+    or the Host the request came to) are read from the media cache instead of fetched."""
+    own = OwnLinks(
+        request.app[keys.MEDIA],
+        request.app[keys.SETTINGS].current.public_base,
+        f"{request.scheme}://{request.host}",
+    )
+    return request.app[keys.GUARD].for_request(own)
 
 
 async def read_json(request: web.Request) -> Any:

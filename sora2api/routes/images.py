@@ -16,7 +16,7 @@ from ..jobs import JobEngine, JobFailed
 from ..reqlog import READY_JOB
 from ..store import JobRow
 from ..viewcache import FINAL
-from .common import read_object, submit
+from .common import input_guard, read_object, submit
 from .videos import GoneError, live_progress, public_status, typed_job
 
 
@@ -46,7 +46,7 @@ def _size(row: JobRow) -> str | None:
 async def _generate(request: web.Request, *, edit: bool) -> web.Response:
     engine = request.app[keys.JOBS]
     parsed = await parse_image_request(
-        await read_object(request, form=True), request.app[keys.GUARD], edit=edit
+        await read_object(request, form=True), input_guard(request), edit=edit
     )
     run = await submit(request, parsed.req, api="images")
     try:

@@ -28,7 +28,7 @@ from ..media import CONTENT_TYPES, MediaCache
 from ..reqlog import READY_JOB
 from ..store import JobRow
 from ..viewcache import FINAL
-from .common import query_int, read_object, submit
+from .common import input_guard, query_int, read_object, submit
 
 # How often SDK pollers should come back (the SDK reads this header when no interval is given);
 # the upstream itself is polled every few seconds.
@@ -188,9 +188,9 @@ async def create_video(request: web.Request) -> web.Response:
     fields = await read_object(request, form=True)
     spec = provider_model(engine.pool.rows(), fields.get("model"))
     if spec is not None:
-        req = await parse_provider_video(fields, request.app[keys.GUARD], spec)
+        req = await parse_provider_video(fields, input_guard(request), spec)
     else:
-        req = await parse_video_create(fields, request.app[keys.GUARD], engine)
+        req = await parse_video_create(fields, input_guard(request), engine)
     run = await submit(request, req, api="videos")
     return _video_response(engine, await engine.get(run.job_id))
 
@@ -366,9 +366,7 @@ async def unsupported(request: web.Request) -> web.Response:
 async def create_character(request: web.Request) -> web.Response:
     """POST /v1/videos/characters (the SDK's create_character: multipart name + video)."""
     engine = request.app[keys.JOBS]
-    req = await parse_character_create(
-        await read_object(request, form=True), request.app[keys.GUARD]
-    )
+    req = await parse_character_create(await read_object(request, form=True), input_guard(request))
     run = await submit(request, req, api="videos")
     return json_response(character_object(await engine.get(run.job_id)))
 

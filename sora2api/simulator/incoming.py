@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,8 @@ class Part:
             "filename": self.filename,
             "content_type": self.content_type,
             "size": self.size,
+            # Lets a test check that the bytes it sent are the bytes that arrived.
+            "sha256": hashlib.sha256(self.data).hexdigest() if self.filename is not None else None,
             "text": self.text() if self.filename is None else None,
         }
 
