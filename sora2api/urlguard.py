@@ -72,6 +72,19 @@ def check_url(url: str) -> URL:
     return parsed
 
 
+def same_origin(url: str | URL, other: str) -> bool:
+    """Whether two URLs share scheme, host and port (an unparsable one shares nothing)."""
+    try:
+        a, b = (URL(u) if isinstance(u, str) else u for u in (url, other))
+        return (a.scheme.lower(), (a.raw_host or "").lower(), a.port) == (
+            b.scheme.lower(),
+            (b.raw_host or "").lower(),
+            b.port,
+        ) and bool(a.raw_host)
+    except (ValueError, TypeError):
+        return False
+
+
 def is_public_address(ip: IPAddress) -> bool:
     """True for a globally routable unicast address; IPv6 that embeds IPv4 is judged by the IPv4."""
     if isinstance(ip, ipaddress.IPv6Address):

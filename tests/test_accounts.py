@@ -142,13 +142,16 @@ async def test_the_api_key_may_add_only_public_hosts_unless_private_urls_are_all
     make_client: MakeClient, sim: Sim
 ) -> None:
     account = gateway(sim).add_account("openai", name="gw1")
-    client = await make_client()
+    # The Sora backend elsewhere: the simulator's origin is then just another private host (on
+    # the configured backend's origin the key may add accounts: test_demo_cli.py).
+    elsewhere = {"base_url": "https://sora.example/backend"}
+    client = await make_client(upstream=elsewhere)
     err = (await post_account(client, openai_body(sim, account), KEY, 400))["error"]
     assert err["param"] == "base_url" and "allow_private_urls" in err["message"]
     assert model_calls(sim) == []  # refused before any connection
     await client.close()
 
-    client = await make_client(security={"allow_private_urls": True})
+    client = await make_client(upstream=elsewhere, security={"allow_private_urls": True})
     added = await post_account(client, openai_body(sim, account), KEY, 201)
     assert added["token"]["provider"] == "openai"
 

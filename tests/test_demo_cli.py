@@ -11,15 +11,20 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 from aiohttp.test_utils import TestClient
 
+from sora2api.models import MODELS
+from sora2api.registry import PROVIDERS
 from sora2api.simulator import SIM_STATE, create_simulator
 from sora2api.simulator.persist import StateFile
 from sora2api.simulator.providers import PROVIDER_STATE
+
+from .conftest import KEY, Sim
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "scripts" / "demo.py"
@@ -97,8 +102,15 @@ async def run(*argv: str, cwd: Path = ROOT) -> AsyncIterator[Proc]:
         yield Proc(proc)
     finally:
         if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+            # SIGTERM first: demo.py then stops its own children, which would otherwise outlive
+            # a SIGKILL holding our pipe open (and wait() would wait for the pipe).
+            proc.terminate()
+            try:
+                async with asyncio.timeout(START):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
 
 
 def provider_keys(proc: Proc) -> list[str]:
@@ -287,3 +299,86 @@ async def test_state_file_is_written_when_tokens_change_only(
     )
     assert resp.status == 200 and (await resp.json())["email"] == "a@sim.example"
     assert (await again.post("/oauth/token", json=body)).status == 400
+
+
+async def until_done(
+    session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+) -> dict[str, Any]:
+    """The video object once its job ended, polled as an SDK would (bounded)."""
+    async with asyncio.timeout(START):
+        while True:
+            async with session.get(url, headers=headers) as resp:
+                video: dict[str, Any] = await resp.json()
+            if video["status"] in ("completed", "failed"):
+                return video
+            await asyncio.sleep(0.2)
+
+
+async def test_demo_adds_a_simulated_account_of_each_live_provider(tmp_path: Path) -> None:
+    config, state = demo_config(tmp_path), tmp_path / "sim.json"
+    port, sim_port = free_port(), free_port()
+    argv = (sys.executable, str(DEMO), "--config", str(config), "--state", str(state))
+    ports = ("--port", str(port), "--sim-port", str(sim_port))
+    base, key = f"http://127.0.0.1:{port}", {"Authorization": "Bearer han1234"}
+    sim = f"http://127.0.0.1:{sim_port}"
+    # What this build serves decides what the demo adds (seedance and gemini arrive separately).
+    live = [p for p in ("openai", "seedance", "gemini") if p in PROVIDERS]
+    expected = {
+        "openai": sim + "/v1",
+        "seedance": sim + "/api/v3",
+        "gemini": sim,
+    }
+    for run_no in range(2):  # the second start finds the accounts the first one added
+        async with run(*argv, *ports, cwd=tmp_path) as demo, aiohttp.ClientSession() as session:
+            await demo.until("Ctrl-C stops both")
+            output = "".join(demo.lines)
+            async with session.get(f"{base}/api/tokens", headers=key) as resp:
+                tokens = (await resp.json())["data"]
+            assert {t["provider"]: t["base_url"] for t in tokens} == {p: expected[p] for p in live}
+            assert len(tokens) == len(live)  # a restart updates, never duplicates
+            assert all(t["status"] == "active" for t in tokens), tokens
+            for provider in ("seedance", "gemini"):
+                if provider not in live:
+                    assert f"no {provider} provider in this build" in output
+            done = "updated" if run_no else "added"
+            assert f"demo: {done} the simulated openai account" in output
+
+            # The printed gateway command, run as printed (its JSON body), completes.
+            [create] = [
+                line for line in demo.lines if line.startswith(f"curl -s {base}/v1/videos ")
+            ]
+            body = orjson.loads(shlex.split(create)[-1])
+            assert body["model"] not in MODELS  # a gateway model, not a Sora one
+            async with session.post(f"{base}/v1/videos", json=body, headers=key) as resp:
+                video = await resp.json()
+                assert resp.status == 200, video
+            video = await until_done(session, f"{base}/v1/videos/{video['id']}", key)
+            assert video["status"] == "completed", video
+            async with session.get(f"{base}/v1/videos/{video['id']}/content", headers=key) as r:
+                assert r.status == 200 and (await r.read())[4:8] == b"ftyp"
+            # The simulated gateway got exactly one create, with the key the demo added.
+            async with session.get(f"{sim}/_sim/journal?method=POST&path=/v1/videos") as resp:
+                creates = await resp.json()
+            [gateway_key] = [t["access_token"] for t in tokens if t["provider"] == "openai"]
+            [create_call] = creates  # this run's simulator (the journal is not kept)
+            sent = create_call["headers"]["authorization"]
+            assert sent.startswith("Bearer sk-sim-") and sent.endswith(gateway_key.lstrip("…"))
+            assert await demo.stop() == 0
+
+
+async def test_the_api_key_may_add_accounts_on_the_configured_backends_origin(
+    make_client: Callable[..., Awaitable[TestClient]], sim: Sim
+) -> None:
+    """What lets the demo add its accounts with the API key: the origin of upstream.base_url is
+    the admin's choice already; any other private host stays refused."""
+    client = await make_client()  # upstream.base_url is the simulator's /backend
+    account = sim.server.app[PROVIDER_STATE].add_account("openai", name="gw1")
+    body = {"provider": "openai", "token": account.key, "base_url": sim.url + "/v1"}
+    resp = await client.post("/api/tokens", json=body, headers=KEY)
+    assert resp.status == 201, await resp.text()
+    other = sim.url.replace("127.0.0.1", "127.0.0.2") + "/v1"  # the same server, another origin
+    resp = await client.post("/api/tokens", json={**body, "base_url": other}, headers=KEY)
+    err = (await resp.json())["error"]
+    assert resp.status == 400 and err["param"] == "base_url", err
+    assert "not a public address" in err["message"]
+    assert len(sim.state.calls("GET", "/v1/models")) == 1  # the refused one never connected

@@ -22,7 +22,7 @@ from .state import SimState
 # Long enough that the tokens a proxy saved still work after a weekend; the real ATs lived days.
 DEFAULT_AT_TTL = 10 * 86400.0
 # What each provider's official SDK takes as its base URL, relative to the simulator's origin.
-_SDK_BASE = {"openai": "/v1", "seedance": "/api/v3", "gemini": ""}
+SDK_BASE = {"openai": "/v1", "seedance": "/api/v3", "gemini": ""}
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -58,8 +58,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     for spec in args.provider_key:
         provider, sep, key = spec.partition("=")
-        if not sep or not key or provider not in _SDK_BASE:
-            parser.error(f"--provider-key wants PROVIDER=KEY with PROVIDER in {list(_SDK_BASE)}")
+        if not sep or not key or provider not in SDK_BASE:
+            parser.error(f"--provider-key wants PROVIDER=KEY with PROVIDER in {list(SDK_BASE)}")
     return args
 
 
@@ -126,7 +126,7 @@ def seed_keys(providers: ProviderState, count: int, fixed: list[str]) -> list[Pr
         if key not in providers.accounts:
             providers.add_account(provider, key=key)
     fixed_keys = {key for _, key in wanted}
-    for provider in _SDK_BASE:
+    for provider in SDK_BASE:
         have = [a for a in providers.accounts.values() if a.provider == provider]
         for _ in range(count - sum(1 for a in have if a.key not in fixed_keys)):
             providers.add_account(provider)
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {account.email}  username {account.username}  user_id {account.user_id}")
     for key in keys:
         print(
-            f"{key.provider} key {key.name}: {key.key}  (SDK base_url {base}{_SDK_BASE[key.provider]})"
+            f"{key.provider} key {key.name}: {key.key}  (SDK base_url {base}{SDK_BASE[key.provider]})"
         )
     print(f"backend: {base}/backend  control API: {base}/_sim/ (faults, scenario, journal, reset;")
     print("  providers/ for the live-provider keys, variants and faults)")
