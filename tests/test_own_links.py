@@ -144,6 +144,15 @@ async def test_an_image_link_is_an_input_reference_of_a_sora_video(
     assert upload.form["file"]["sha256"] == sha(image)
 
 
+async def test_an_image_link_is_the_image_of_an_edit(ready: TestClient, sim: Sim) -> None:
+    url, image = await make_image(ready, sim)
+    body = {"prompt": "make it blue", "images": [{"image_url": url}]}
+    resp = await ready.post("/v1/images/edits", json=body, headers=KEY)
+    assert resp.status == 200, await resp.text()
+    (upload,) = sim.state.calls("POST", "/backend/uploads")
+    assert upload.form["file"]["sha256"] == sha(image)
+
+
 async def test_an_expired_link_is_a_400_naming_the_field(ready: TestClient, sim: Sim) -> None:
     url, _ = await make_image(ready, sim)
     media = ready.app[keys.MEDIA]
