@@ -105,6 +105,15 @@ async def test_onboard_wrong_key_is_token_invalid_with_arks_message(ark: Ark) ->
     assert "ark-wrong" not in failure.describe()
 
 
+async def test_onboard_garbage_or_rate_limit_is_not_a_verdict_on_the_key(ark: Ark) -> None:
+    await ark.raw_fault("custom", method="GET", status=200, json=["not", "a", "page"])
+    failure = await _fails(ark.provider.onboard(ark.http, ark.account))
+    assert failure.kind is Kind.MALFORMED
+    await ark.fault("RateLimitExceeded", method="GET")
+    failure = await _fails(ark.provider.onboard(ark.http, ark.account))
+    assert failure.kind is Kind.RATE_LIMITED and failure.code == "RateLimitExceeded"
+
+
 def test_served_models_follow_the_region_of_the_base_url() -> None:
     byteplus = served_models("https://ark.ap-southeast.bytepluses.com/api/v3")
     assert byteplus == ("dreamina-seedance-2-0-260128",)

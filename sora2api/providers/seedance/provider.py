@@ -185,11 +185,10 @@ class SeedanceProvider:
                 Kind.MALFORMED, "expected {items, total}", endpoint=f"GET {TASKS}"
             )
         served = served_models(account.base_url)
-        total = data.get("total")
         byteplus = (urlsplit(account.base_url).hostname or "").endswith("bytepluses.com")
         name = "BytePlus ModelArk" if byteplus else "Volcengine Ark"
-        quota = f"{total} task(s) on record" if isinstance(total, int) else ""
-        return AccountInfo(models=served, name=name, quota=quota)
+        # Ark says nothing about balance or quota on this API: plan and quota stay empty.
+        return AccountInfo(models=served, name=name)
 
     async def submit(self, http: ClientSession, account: Account, sub: Submission) -> str:
         """POST .../tasks once; the answer is {id}."""
