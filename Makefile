@@ -51,20 +51,18 @@ fmt: install-test
 bench: install-test
 	$(BIN)/python -m sora2api.bench $(BENCH)
 
+# The simulator alone, its accounts kept in data/simulator.json; it prints the `export` lines
+# that point `make run` at it. SIM_PORT picks its port; SIM_ARGS adds flags (e.g. --access-log).
+SIM_PORT ?= 8100
 simulator: install
-	$(BIN)/python -m sora2api.simulator --port 8100 --time-scale 0.05 --accounts 2
+	$(BIN)/python -m sora2api.simulator --port $(SIM_PORT) --time-scale 0.05 --accounts 2 \
+		--state data/simulator.json $(SIM_ARGS)
 
 # The whole product against the simulator: no Sora account needed (Sora itself shut down in 2026).
-SIM := http://127.0.0.1:8100
+# `make demo SIM_PORT=8200 PORT=8001` moves both; a taken port stops it with one line.
 demo: install
-	@$(BIN)/python -m sora2api.simulator --port 8100 --time-scale 0.05 --accounts 2 & sim=$$!; \
-	trap 'kill $$sim 2>/dev/null' EXIT INT TERM; sleep 1; \
-	SORA2API_UPSTREAM_BASE_URL=$(SIM)/backend \
-	SORA2API_UPSTREAM_SESSION_URL=$(SIM)/api/auth/session \
-	SORA2API_UPSTREAM_OAUTH_URL=$(SIM)/oauth/token \
-	SORA2API_UPSTREAM_THIRD_PARTY_URL='$(SIM)/thirdparty/MP4/{post_id}.mp4' \
-	SORA2API_STORAGE_DB_PATH=data/demo.db SORA2API_STORAGE_MEDIA_DIR=data/demo-media \
-	$(BIN)/python -m sora2api --config $(CONFIG)
+	@$(BIN)/python scripts/demo.py --config $(CONFIG) --sim-port $(SIM_PORT) \
+		$(if $(PORT),--port $(PORT)) $(SIM_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

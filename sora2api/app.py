@@ -12,20 +12,27 @@ import aiohttp
 from aiohttp import web
 
 from . import keys
+from .account_io import AccountFiles
+from .account_tests import AccountTests
+from .account_views import AccountViews
 from .auth import Auth
 from .config import Config
 from .errors import ApiError, PayloadTooLargeError, error_response, from_http_exception
-from .flows.generate import resume_flow, run_flow
+from .flows.dispatch import resume_job, run_job
 from .flows.reconcile import undo_side_effects
 from .jobs import JobEngine
 from .media import MediaCache
+from .onboarding import Onboarding
 from .pool import TokenPool
+from .providers.registry import live_providers
+from .providers.sora.account import SoraAccounts
+from .providers.sora.convert import SoraConversions
+from .registry import ModelListing
 from .reqlog import CLIENT_CLOSED, LOGGED_PREFIXES, REQLOG, RequestLog
 from .retention import RETENTION, Retention
 from .routes import Handler, add_routes
 from .settings import Settings
 from .store import Store
-from .tokens import TokenManager
 from .upstream.client import SoraClient
 from .urlguard import UrlGuard
 
@@ -160,19 +167,33 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = TokenPool(app[keys.SETTINGS], app[keys.STORE])
     await pool.load()
     app[keys.POOL] = pool
+    app[keys.LISTING] = ModelListing()
     yield
 
 
 async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
-    """The TokenManager and its background refresh task."""
-    manager = TokenManager(app[keys.SETTINGS], app[keys.STORE], app[keys.CLIENT], app[keys.POOL])
-    app[keys.TOKENS] = manager
-    task = asyncio.create_task(manager.run_refresher(), name="sora2api.token-refresher")
+    """The accounts of every provider, Sora's token lifecycle and its background refresh task."""
+    settings, store, pool, http = (
+        app[keys.SETTINGS],
+        app[keys.STORE],
+        app[keys.POOL],
+        app[keys.HTTP],
+    )
+    providers = app[keys.PROVIDERS] = live_providers()
+    sora = SoraAccounts(settings, store, app[keys.CLIENT], pool)
+    app[keys.TOKENS] = sora
+    app[keys.SORA_CONVERT] = SoraConversions(settings, store, app[keys.CLIENT], pool)
+    onboarding = Onboarding(settings, store, pool, sora, http, providers, app[keys.GUARD])
+    app[keys.ACCOUNTS] = onboarding
+    app[keys.ACCOUNT_FILES] = AccountFiles(settings, store, sora, onboarding)
+    app[keys.ACCOUNT_VIEWS] = AccountViews(settings, pool)
+    app[keys.ACCOUNT_TESTS] = AccountTests(settings, pool, sora, http, providers)
+    task = asyncio.create_task(sora.run_refresher(), name="sora2api.token-refresher")
     yield
     task.cancel()
     with suppress(asyncio.CancelledError):
         await task
-    await manager.close()
+    await sora.close()
 
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -182,10 +203,11 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         app[keys.POOL],
         app[keys.CLIENT],
         app[keys.MEDIA],
-        flow=run_flow,
-        resume_flow=resume_flow,
+        flow=run_job,
+        resume_flow=resume_job,
         after_video=app[keys.TOKENS].refresh_quota,
         undo=undo_side_effects,
+        http=app[keys.HTTP],
     )
     app[keys.JOBS] = engine
     await engine.resume_all()
@@ -224,7 +246,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(media_context)
     app.cleanup_ctx.append(_pool_ctx)
-    app.cleanup_ctx.append(_tokens_ctx)  # TokenManager + background refresh task
+    app.cleanup_ctx.append(_tokens_ctx)  # accounts + Sora's background refresh task
     app.cleanup_ctx.append(_jobs_ctx)
     # Prunes jobs, deleted characters and request-log rows past their [storage] limits.
     app.cleanup_ctx.append(_retention_ctx)

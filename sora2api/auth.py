@@ -14,9 +14,10 @@ from typing import Any
 
 from aiohttp import web
 
+from .api_keys import KeyRing
 from .errors import AuthenticationError, BadRequestError, RateLimitError
 from .settings import Settings
-from .store import Store
+from .store import ApiKeyRow, Store
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ class Auth:
         self._pw: dict[str, Any] = {}
         self._failures: dict[str, deque[float]] = {}
         self._hash_slots = asyncio.Semaphore(_HASH_SLOTS)
+        # The keys the admin created (api_keys.py); self.api_key stays the bootstrap key.
+        self.keys = KeyRing(store)
 
     async def _hash(self, password: str, salt: bytes, cost: ScryptCost) -> str:
         """scrypt off the event loop (it would stall every stream for its 0.4 s)."""
@@ -118,6 +121,7 @@ class Auth:
 
     async def load(self) -> None:
         cfg = self._settings.current.auth
+        await self.keys.load()
         stored_key = await self._settings.get_value(_API_KEY)
         if stored_key and ("auth", "api_key") not in self._settings.current.env_overrides:
             self.api_key = stored_key
@@ -152,14 +156,29 @@ class Auth:
         if self.api_key == "han1234":
             log.warning("the API key is the well-known default 'han1234'; change it in the panel")
 
-    def check_api_key(self, request: web.Request) -> None:
+    def check_api_key(self, request: web.Request) -> ApiKeyRow | None:
+        """The created key the request carries, None for the bootstrap key; else a 401."""
         given = bearer(request)
         if not given:
             raise AuthenticationError(
                 "Missing API key: send 'Authorization: Bearer <api_key>'", code="missing_api_key"
             )
-        if not hmac.compare_digest(given.encode(), self.api_key.encode()):
+        if hmac.compare_digest(given.encode(), self.api_key.encode()):
+            return None
+        # A dict lookup by hash: its timing tells nothing about a key's bytes (it depends on
+        # the hash, which an attacker cannot steer towards a stored one).
+        key = self.keys.lookup(given)
+        if key is None:
             raise AuthenticationError("Invalid API key")
+        if not key.enabled:
+            raise AuthenticationError(
+                f"API key {key.key_hint} ({key.name}) is disabled", code="api_key_disabled"
+            )
+        if key.expires_at is not None and key.expires_at <= time.time():
+            raise AuthenticationError(
+                f"API key {key.key_hint} ({key.name}) expired", code="api_key_expired"
+            )
+        return key
 
     def api_key_matches(self, request: web.Request) -> bool:
         given = bearer(request)

@@ -243,10 +243,34 @@ class ImportItem:
     active: bool = True
     options: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
+    # Another provider's account: its API key is `at`, with the base URL and model restriction.
+    provider: str = "sora"
+    base_url: str = ""
+    models: list[str] | None = None
 
     @property
     def credential(self) -> str:
+        if self.provider != "sora":
+            return f"{self.provider}|{self.at}|{self.base_url}"
         return self.at or self.st or self.rt or ""
+
+
+# `provider|key|base_url[|model,model...]`: one account of a provider other than Sora.
+_PROVIDER_LINE_RE = re.compile(r"^(openai|seedance|gemini)\|", re.IGNORECASE)
+
+
+def _provider_line(item: ImportItem, line: str) -> None:
+    """Fill `item` from a provider line; a malformed one becomes its error."""
+    parts = [p.strip() for p in line.split("|")]
+    if len(parts) not in (2, 3, 4) or not parts[1]:
+        item.error = "a provider line is provider|key|base_url (optionally |model,model)"
+        return
+    item.provider, item.at, item.kind = parts[0].lower(), parts[1], "key"
+    item.base_url = parts[2] if len(parts) > 2 else ""
+    if len(parts) == 4 and parts[3]:
+        item.models = [m.strip() for m in parts[3].split(",") if m.strip()]
+    if any(ord(c) < 33 or ord(c) == 127 for c in item.at):
+        item.error = "the key contains a space or a control character"
 
 
 def parse_text(text: str) -> list[ImportItem]:
@@ -257,6 +281,10 @@ def parse_text(text: str) -> list[ImportItem]:
         if not stripped or stripped.startswith("#"):
             continue
         item = ImportItem(line=n)
+        if _PROVIDER_LINE_RE.match(stripped):
+            _provider_line(item, stripped)
+            items.append(item)
+            continue
         try:
             kind, cred = classify_credential(stripped)
         except ValueError as exc:
@@ -335,10 +363,33 @@ def parse_json(data: Any) -> list[ImportItem]:
             if proxy is not None:
                 opts["proxy"] = proxy
             item.options = check_options(opts)
+            _provider_fields(item, obj)
         except ApiError as exc:
             item.error = exc.message
+            continue
+        if item.provider != "sora":
+            item.kind = "key" if item.at else ""
+            if not item.kind:
+                item.error = f"no key (token) for the {item.provider} account"
             continue
         item.kind = "at" if item.at else "st" if item.st else "rt" if item.rt else ""
         if not item.kind:
             item.error = "no access_token, session_token or refresh_token"
     return items
+
+
+def _provider_fields(item: ImportItem, obj: Mapping[str, Any]) -> None:
+    """provider, base_url and models of a JSON import object (a Sora token has none)."""
+    provider = obj.get("provider") or "sora"
+    if not isinstance(provider, str):
+        raise BadRequestError("'provider' must be a string", param="provider")
+    item.provider = provider.strip().lower()
+    if item.provider == "sora":
+        return
+    item.at = item.at or _opt_str(obj, "api_key")
+    item.base_url = _opt_str(obj, "base_url") or ""
+    models = obj.get("models")
+    if models is not None and models != "":
+        if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+            raise BadRequestError("'models' must be a list of model names", param="models")
+        item.models = [m.strip() for m in models if m.strip()]

@@ -16,6 +16,8 @@ class ApiError(Exception):
     status = 500
     type = "server_error"
     code: str | None = None
+    # Extra response headers (Retry-After on a limit hit).
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -117,6 +119,8 @@ def json_response(
 def error_response(exc: ApiError) -> web.Response:
     """The error as the client sees it: its status and the OpenAI envelope."""
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if exc.headers:
+        headers = {**(headers or {}), **exc.headers}
     return json_response(exc.body(), status=exc.status, headers=headers)
 
 

@@ -10,17 +10,20 @@ import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
+from aiohttp import ClientSession
 
 from .errors import ApiError, NotFoundError, UnavailableError
 from .flows.request import GenRequest
 from .media import MediaCache
+from .metering import measured, planned
 from .pool import TokenPool
+from .providers.limits import PollLimits
 from .settings import Settings
-from .store import Row, Store
+from .store import JobRow, Store
 from .upstream.client import SoraClient
 from .upstream.errors import Kind, UpstreamFailure
 from .viewcache import ViewCache
@@ -143,15 +146,16 @@ FlowFn = Callable[["JobContext"], Awaitable[dict[str, Any]]]
 class JobContext:
     """What a flow gets: the request, the services, and ways to report and persist progress."""
 
-    def __init__(self, engine: JobEngine, run: JobRun, req: GenRequest | None, row: Row) -> None:
+    def __init__(self, engine: JobEngine, run: JobRun, req: GenRequest | None, row: JobRow) -> None:
         self.engine = engine
         self.run = run
         self.req = req
+        # The row as last moved by transition(): a frozen JobRow, replaced (never changed) there.
         self.row = row
-        self.state: dict[str, Any] = orjson.loads(row.get("state") or "{}")
-        self.phase: str = str(row.get("phase") or "")
+        self.state: dict[str, Any] = orjson.loads(row.state or "{}")
+        self.phase: str = row.phase or ""
         # Upstream side effects still to undo (see JobEngine.undo), as stored in `cleanup`.
-        self.cleanup: list[dict[str, Any]] = orjson.loads(row.get("cleanup") or "[]")
+        self.cleanup: list[dict[str, Any]] = orjson.loads(row.cleanup or "[]")
         self._last_write = 0.0
         self._last_progress: float = -1.0
 
@@ -208,7 +212,7 @@ class JobContext:
         if "state" in values:
             values["state"] = orjson.dumps(values["state"]).decode()
         values["updated_at"] = time.time()
-        await self.engine.store.update("jobs", "id", self.job_id, values)
+        await self.engine.store.jobs.update(self.job_id, values)
         self.engine.job_changed(self.job_id)
 
     async def save_state(self, **changes: Any) -> None:
@@ -226,11 +230,12 @@ class JobContext:
         values: dict[str, Any] = {"phase": phase, "status": status_of(phase), **columns}
         if state is not None:
             values["state"] = self.state
-        if phase == SUBMITTING and not self.row.get("started_at"):
-            values["started_at"] = self.row["started_at"] = time.time()
+        if phase == SUBMITTING and not self.row.started_at:
+            values["started_at"] = time.time()
         await self.save(**values)
         self.phase = phase
-        self.row.update(phase=phase, status=values["status"], **columns)
+        started = {"started_at": values["started_at"]} if "started_at" in values else {}
+        self.row = replace(self.row, phase=phase, status=values["status"], **columns, **started)
 
     async def record_cleanup(self, kind: str, ident: str, token_id: int) -> None:
         """Remember an upstream side effect to undo when the job ends, however it ends."""
@@ -266,6 +271,7 @@ class JobEngine:
         resume_flow: Callable[[JobContext], Awaitable[dict[str, Any]]],
         after_video: Callable[[int], Awaitable[Any]] | None = None,
         undo: Callable[[JobContext], Awaitable[None]] | None = None,
+        http: ClientSession | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -285,6 +291,14 @@ class JobEngine:
         self.views = ViewCache()
         self._locks: dict[tuple[int, str], _CreateLock] = {}
         self._background: set[asyncio.Task[None]] = set()
+        # For provider flows (flows/tasks.py): the app's session and per-account poll limits.
+        self.http = http
+        self.poll_limits = PollLimits()
+
+    @property
+    def closing(self) -> bool:
+        """True once shutdown began: a cancelled job then keeps its upstream task for the restart."""
+        return self._closing
 
     @contextlib.asynccontextmanager
     async def create_lock(self, token_id: int, prompt: str) -> AsyncIterator[None]:
@@ -305,38 +319,41 @@ class JobEngine:
 
     async def owned_task_ids(self, task_ids: list[str]) -> set[str]:
         """Which of these upstream task ids some job already holds."""
-        if not task_ids:
-            return set()
-        marks = ", ".join("?" for _ in task_ids)
-        rows = await self.store.fetchall(
-            f"SELECT upstream_task_id FROM jobs WHERE upstream_task_id IN ({marks})", task_ids
-        )
-        return {str(r["upstream_task_id"]) for r in rows}
+        return await self.store.jobs.owned_task_ids(task_ids)
 
     # -- submission -----------------------------------------------------------------------
 
     async def submit(
-        self, req: GenRequest, *, api: str = "chat", remixed_from: str | None = None
+        self,
+        req: GenRequest,
+        *,
+        api: str = "chat",
+        remixed_from: str | None = None,
+        key_id: int | None = None,
     ) -> JobRun:
-        """Write the job row, then start it. Nothing reaches the upstream before the row exists."""
+        """Write the job row, then start it. Nothing reaches the upstream before the row exists.
+        `key_id` is the created API key that asked (None: the bootstrap key or the panel)."""
         job_id = new_job_id(req.kind)
         now = time.time()
-        row = {
-            "id": job_id,
-            "kind": req.kind,
-            "api": api,
-            "model": req.model.id,
-            "request": orjson.dumps(req.describe()).decode(),
-            "prompt": req.prompt[:4000],
-            "status": "queued",
-            "phase": QUEUED,
-            "progress": 0.0,
-            "state": "{}",
-            "remixed_from": remixed_from,
-            "created_at": now,
-            "updated_at": now,
-        }
-        await self.store.insert("jobs", row)
+        described = req.describe()
+        row = JobRow(
+            id=job_id,
+            kind=req.kind,
+            api=api,
+            model=req.model.id,
+            request=orjson.dumps(described).decode(),
+            prompt=req.prompt[:4000],
+            status="queued",
+            phase=QUEUED,
+            progress=0.0,
+            state="{}",
+            remixed_from=remixed_from,
+            created_at=now,
+            updated_at=now,
+            key_id=key_id,
+            **planned(described, req.kind),
+        )
+        await self.store.jobs.insert(row)
         run = JobRun(job_id, req.kind)
         self._runs[job_id] = run
         ctx = JobContext(self, run, req, row)
@@ -350,8 +367,8 @@ class JobEngine:
     def run_of(self, job_id: str) -> JobRun | None:
         return self._runs.get(job_id)
 
-    async def get(self, job_id: str) -> Row:
-        row = await self.store.fetchone("SELECT * FROM jobs WHERE id = ?", (job_id,))
+    async def get(self, job_id: str) -> JobRow:
+        row = await self.store.jobs.get(job_id)
         if row is None:
             raise NotFoundError(f"No job with id {job_id!r}", param="id")
         return row
@@ -381,6 +398,7 @@ class JobEngine:
                 progress=100.0,
                 result=orjson.dumps(result).decode(),
                 completed_at=time.time(),
+                **measured(run.kind, result),
             )
         except asyncio.CancelledError:
             if self._closing:
@@ -435,40 +453,32 @@ class JobEngine:
         limit: int = 20,
         order: str = "desc",
         statuses: tuple[str, ...] | None = None,
-    ) -> tuple[list[Row], bool]:
-        """One page of a kind's jobs (optionally only these statuses), newest first (or oldest
-        with order="asc"), and has_more."""
-        where, params = "kind = ?", [kind]
-        if statuses:
-            where += f" AND status IN ({', '.join('?' for _ in statuses)})"
-            params += statuses
+        key_id: int | None = None,
+    ) -> tuple[list[JobRow], bool]:
+        """One page of a kind's jobs (optionally only these statuses, only one API key's),
+        newest first (or oldest with order="asc"), and has_more."""
+        anchor = None
         if after:
-            anchor = await self.get(after)
-            op = "<" if order == "desc" else ">"
-            # (created_at, id) is a total order, so rows created in the same instant are not
-            # skipped; as a row value it is one range on the jobs(kind, created_at, id) index.
-            where += f" AND (created_at, id) {op} (?, ?)"
-            params += [anchor["created_at"], anchor["id"]]
-        direction = "DESC" if order == "desc" else "ASC"
-        rows = await self.store.fetchall(
-            f"SELECT * FROM jobs WHERE {where} ORDER BY created_at {direction}, id {direction} LIMIT ?",
-            (*params, limit + 1),
+            row = await self.get(after)
+            anchor = (row.created_at, row.id)
+        rows = await self.store.jobs.of_kind(
+            kind, statuses=statuses, anchor=anchor, order=order, limit=limit + 1, key_id=key_id
         )
         return rows[:limit], len(rows) > limit
 
-    async def delete(self, job_id: str) -> Row:
+    async def delete(self, job_id: str) -> JobRow:
         """Stop the job if it runs, then remove its cached files and its row; returns the last row."""
         row = await self.get(job_id)
-        if row["status"] in ACTIVE:
+        if row.status in ACTIVE:
             await self.cancel(job_id)
             row = await self.get(job_id)
-        if row.get("cleanup"):  # a side effect whose undo failed earlier: one more try
-            await self.undo(JobContext(self, JobRun(job_id, row["kind"]), None, row))
-        state = orjson.loads(row.get("state") or "{}")
+        if row.cleanup:  # a side effect whose undo failed earlier: one more try
+            await self.undo(JobContext(self, JobRun(job_id, row.kind), None, row))
+        state = orjson.loads(row.state or "{}")
         for name in [*state.get("files", []), state.get("thumbnail")]:
             if isinstance(name, str):
                 self.media.delete(name)
-        await self.store.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        await self.store.jobs.delete(job_id)
         self.job_changed(job_id)
         self._runs.pop(job_id, None)
         return row
@@ -476,24 +486,18 @@ class JobEngine:
     async def resume_all(self) -> int:
         """At start-up: continue every job a previous process left running from its phase, never
         resubmitting, and finish the cleanup of ended jobs whose side effects are still recorded."""
-        leftovers = await self.store.fetchall(
-            "SELECT * FROM jobs WHERE cleanup IS NOT NULL AND status IN ('completed', 'failed',"
-            " 'cancelled')"
-        )
-        for row in leftovers:
-            ctx = JobContext(self, JobRun(row["id"], row["kind"]), None, row)
-            task = asyncio.create_task(self.undo(ctx), name=f"undo-{row['id']}")
+        for row in await self.store.jobs.ended_with_cleanup():
+            ctx = JobContext(self, JobRun(row.id, row.kind), None, row)
+            task = asyncio.create_task(self.undo(ctx), name=f"undo-{row.id}")
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-        rows = await self.store.fetchall(
-            "SELECT * FROM jobs WHERE status IN ('queued', 'in_progress') ORDER BY created_at"
-        )
+        rows = await self.store.jobs.running()
         for row in rows:
-            run = JobRun(row["id"], row["kind"])
-            self._runs[row["id"]] = run
+            run = JobRun(row.id, row.kind)
+            self._runs[row.id] = run
             ctx = JobContext(self, run, None, row)
             run.task = asyncio.create_task(
-                self._execute(ctx, self._resume_flow), name=f"job-{row['id']}"
+                self._execute(ctx, self._resume_flow), name=f"job-{row.id}"
             )
         if rows:
             log.info("resuming %d job(s) left running by the previous process", len(rows))

@@ -11,7 +11,7 @@ import re
 import secrets
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -143,9 +143,13 @@ class MediaCache:
         max_bytes: int | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 - callers pass a plain number of seconds
         read_timeout: float | None = None,
+        headers: Mapping[str, str] | None = None,
+        trusted: str | None = None,
     ) -> CachedFile:
         """Stream an upstream media URL to disk through the URL guard, checking what arrives is
-        the kind `ext` names; no partial file survives a failure."""
+        the kind `ext` names; no partial file survives a failure. `headers` (an account's key)
+        go to the URL's own origin only, never to a redirect elsewhere; `trusted` is one more
+        configured origin (an account's base_url) the guard lets through like upstream.base_url."""
         ext = _check_ext(ext)
         limit = self._settings.current.storage.media_max_mb * MB if max_bytes is None else max_bytes
         if read_timeout is None:
@@ -159,7 +163,10 @@ class MediaCache:
         )
         claim: Claim | None = None
         try:
-            async with asyncio.timeout(timeout), self._open(url, proxy, client_timeout) as resp:
+            async with (
+                asyncio.timeout(timeout),
+                self._open(url, proxy, client_timeout, headers, trusted) as resp,
+            ):
                 shown = display_url(resp.url)
                 await _check_response(resp.response, limit, shown)
                 claim = self.budget.claim(_announced(resp.response), shown)
@@ -193,19 +200,20 @@ class MediaCache:
         log.info("cached %s (%s) as %s", shown, size_text(size), name)
         return CachedFile(name, path, size, CONTENT_TYPES[actual])
 
-    def _trusted(self, url: URL) -> bool:
+    def _trusted(self, url: URL, extra: str | None = None) -> bool:
         """Whether a URL is on the origin of an upstream the admin configured (private or not)."""
         current = self._settings.current
         configured = (
             current.upstream.base_url,
             current.upstream.third_party_url,
             current.generation.watermark_custom_url,
+            extra,
         )
         return any(_same_origin(url, c) for c in configured if c)
 
-    async def _targets(self, url: URL, via_proxy: bool) -> list[Pinned]:
+    async def _targets(self, url: URL, via_proxy: bool, trusted: str | None = None) -> list[Pinned]:
         """Where one hop may go: the URL itself on a configured origin, else its checked addresses."""
-        if self._trusted(url):
+        if self._trusted(url, trusted):
             return [Pinned(url, "", None)]
         try:
             return await self._guard.pinned(url)
@@ -218,7 +226,12 @@ class MediaCache:
 
     @contextlib.asynccontextmanager
     async def _open(
-        self, url: str, proxy: str | None, client_timeout: aiohttp.ClientTimeout
+        self,
+        url: str,
+        proxy: str | None,
+        client_timeout: aiohttp.ClientTimeout,
+        headers: Mapping[str, str] | None = None,
+        trusted: str | None = None,
     ) -> AsyncIterator[_Opened]:
         """The final response after at most MAX_REDIRECTS redirects, each hop passing the guard."""
         async with contextlib.AsyncExitStack() as stack:
@@ -236,13 +249,15 @@ class MediaCache:
             first = current = _checked(url)
             for hop in range(MAX_REDIRECTS + 1):
                 try:
-                    targets = await self._targets(current, via_proxy=via_proxy)
+                    targets = await self._targets(current, via_proxy=via_proxy, trusted=trusted)
                 except ApiError as exc:
                     note = f" (redirected from {display_url(first)})" if hop else ""
                     raise MediaFailure(
                         f"Caching failed: {exc.message}{note}", Kind.BAD_REQUEST
                     ) from None
-                resp = await self._send(session, targets, proxy, client_timeout)
+                # Credentials stay on the origin they were given for.
+                extra = headers if headers and _same_origin(current, str(first)) else None
+                resp = await self._send(session, targets, proxy, client_timeout, extra)
                 try:
                     location = resp.headers.get("Location")
                     if resp.status in REDIRECTS and location:
@@ -263,6 +278,7 @@ class MediaCache:
         targets: list[Pinned],
         proxy: str | None,
         client_timeout: aiohttp.ClientTimeout,
+        extra: Mapping[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         """GET the first target that accepts a connection (nothing is sent to the ones before)."""
         error: aiohttp.ClientConnectorError | None = None
@@ -270,7 +286,7 @@ class MediaCache:
             try:
                 return await session.get(
                     target.url,
-                    headers=target.headers,
+                    headers={**extra, **target.headers} if extra else target.headers,
                     proxy=proxy or None,
                     timeout=client_timeout,
                     allow_redirects=False,

@@ -12,7 +12,9 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import registry
 from .errors import NotFoundError, UnavailableError
+from .providers import DEFAULT_PROVIDER
 from .settings import Settings
 from .store import Row, Store, TokenRow
 from .transitions import Change, constant, reacted, succeeded
@@ -48,6 +50,13 @@ class TokenState:
             else int(getattr(defaults, f"{kind}_concurrency"))
         )
 
+    def serves(self, model: str | None) -> bool:
+        """Whether a lease for `model` may take this token: None means a Sora job (Sora tokens
+        only); a model id, the accounts whose provider serves it (see registry)."""
+        if model is None:
+            return self.token.provider == DEFAULT_PROVIDER
+        return registry.serves(self.token, model)
+
     def ineligible(self, kind: str, now: float) -> str | None:
         """Why this token cannot take a `kind` job now (a category word), or None."""
         r = self.token
@@ -62,7 +71,7 @@ class TokenState:
         if not (r.image_enabled if kind == "image" else r.video_enabled):
             return f"{kind} disabled"
         if kind == "video":
-            if not r.sora2_supported:
+            if r.provider == DEFAULT_PROVIDER and not r.sora2_supported:
                 return "without Sora-2"
             if r.quota_remaining == 0 and (r.quota_resets_at or 0) > now:
                 return "out of quota"
@@ -95,6 +104,7 @@ class _Waiter:
     kind: str
     exclude: frozenset[int]
     future: asyncio.Future[TokenState]
+    model: str | None = None
 
 
 OnQueued = Callable[[int], Awaitable[None]]
@@ -117,12 +127,16 @@ class TokenPool:
         self._last_pick = 0
         # One per token: transitions of a token run one at a time (see transition()).
         self._locks: dict[int, asyncio.Lock] = {}
+        # Bumped on every change of a token row or of the set of tokens (answers built from
+        # the rows, such as the /v1/models list, are kept until it moves).
+        self.version = 0
 
     # -- state: every write of a token row goes through transition() ------------------------
 
     async def load(self) -> None:
         rows = await self._store.tokens.all()
         self._tokens = {r.id: TokenState(r) for r in rows}
+        self.version += 1
 
     def _lock(self, token_id: int) -> asyncio.Lock:
         return self._locks.setdefault(token_id, asyncio.Lock())
@@ -147,11 +161,13 @@ class TokenPool:
             # Memory first, so leasing sees a disable or a cooldown at once; the lock keeps every
             # other writer out until the database has it too, and a refused write is undone.
             t.token = replace(before, **values)
+            self.version += 1
             self._dispatch()
             try:
                 await self._store.tokens.update(token_id, values)
             except Exception:
                 t.token = before
+                self.version += 1
                 self._dispatch()
                 raise
             return t.token.as_dict()
@@ -167,6 +183,7 @@ class TokenPool:
         row = await self._store.tokens.get(token_id)
         assert row is not None
         self._tokens[token_id] = TokenState(row)
+        self.version += 1
         self._dispatch()
         return token_id
 
@@ -177,6 +194,7 @@ class TokenPool:
             await self._store.tokens.delete(token_id)
             self._tokens.pop(token_id, None)
         self._locks.pop(token_id, None)
+        self.version += 1
         self._dispatch()
 
     async def reload(self, token_id: int) -> None:
@@ -189,6 +207,7 @@ class TokenPool:
                 self._tokens[token_id].token = row
             else:
                 self._tokens[token_id] = TokenState(row)
+        self.version += 1
         self._dispatch()
 
     def state(self, token_id: int) -> TokenState:
@@ -200,21 +219,33 @@ class TokenPool:
     def tokens(self) -> list[TokenState]:
         return list(self._tokens.values())
 
+    def rows(self) -> list[TokenRow]:
+        """Every token's row as it is now."""
+        return [t.token for t in self._tokens.values()]
+
     def busy(self, token_id: int, kind: str) -> int:
         t = self._tokens.get(token_id)
         return t.busy[kind] if t else 0
 
     # -- eligibility and reasons -----------------------------------------------------------
 
-    def unavailable_reason(self, kind: str, exclude: Iterable[int] = ()) -> str:
+    def unavailable_reason(
+        self, kind: str, exclude: Iterable[int] = (), model: str | None = None
+    ) -> str:
         """Per-category counts of why no token can take a `kind` job, e.g. '2 expired, 1 disabled'."""
-        if not self._tokens:
+        scope = [t for t in self._tokens.values() if t.serves(model)]
+        if not scope:
+            if model is not None:
+                return (
+                    f"No account serves model {model!r}: add one in the admin panel or with "
+                    "POST /api/tokens"
+                )
             return "no tokens: add one in the admin panel or with POST /api/tokens"
         now = time.time()
         excluded = set(exclude)
         counts: dict[str, int] = {}
         soonest: dict[str, float] = {}
-        for t in self._tokens.values():
+        for t in scope:
             word = t.ineligible(kind, now) or (
                 "already failed this job" if t.id in excluded else "busy"
             )
@@ -232,16 +263,19 @@ class TokenPool:
             if word in soonest:
                 text += f" until {time.strftime('%H:%M', time.localtime(soonest[word]))}"
             parts.append(text)
-        return f"No token available for {kind} generation: " + ", ".join(parts)
+        what = f"model {model}" if model is not None else f"{kind} generation"
+        return f"No token available for {what}: " + ", ".join(parts)
 
-    def _pick(self, kind: str, exclude: frozenset[int]) -> TokenState | None:
+    def _pick(
+        self, kind: str, exclude: frozenset[int], model: str | None = None
+    ) -> TokenState | None:
         now = time.time()
         defaults = self._settings.current.pool
         best: TokenState | None = None
         best_key: tuple[float, int] | None = None
         span = (max(self._tokens) + 1) if self._tokens else 1
         for t in self._tokens.values():
-            if t.id in exclude or t.ineligible(kind, now) is not None:
+            if t.id in exclude or not t.serves(model) or t.ineligible(kind, now) is not None:
                 continue
             limit = t.limit(kind, defaults)
             if limit and t.busy[kind] >= limit:
@@ -255,10 +289,11 @@ class TokenPool:
             self._last_pick = best.id
         return best
 
-    def _has_candidate(self, kind: str, exclude: frozenset[int]) -> bool:
+    def _has_candidate(self, kind: str, exclude: frozenset[int], model: str | None = None) -> bool:
         now = time.time()
         return any(
-            t.id not in exclude and t.ineligible(kind, now) is None for t in self._tokens.values()
+            t.id not in exclude and t.serves(model) and t.ineligible(kind, now) is None
+            for t in self._tokens.values()
         )
 
     def _dispatch(self) -> None:
@@ -268,15 +303,17 @@ class TokenPool:
             if w.future.done():
                 self._waiters.remove(w)
                 continue
-            tok = self._pick(w.kind, w.exclude)
+            tok = self._pick(w.kind, w.exclude, w.model)
             if tok is not None:
                 self._waiters.remove(w)
                 w.future.set_result(tok)
-            elif not self._has_candidate(w.kind, w.exclude):
+            elif not self._has_candidate(w.kind, w.exclude, w.model):
                 # Its last eligible token went away (expired, disabled, cooling down): nothing
                 # would wake this waiter before queue_timeout, so fail now with the reason.
                 self._waiters.remove(w)
-                w.future.set_exception(UnavailableError(self.unavailable_reason(w.kind, w.exclude)))
+                w.future.set_exception(
+                    UnavailableError(self.unavailable_reason(w.kind, w.exclude, w.model))
+                )
 
     def _release(self, token_id: int, kind: str) -> None:
         t = self._tokens.get(token_id)
@@ -287,15 +324,19 @@ class TokenPool:
     # -- leasing ---------------------------------------------------------------------------
 
     async def _acquire(
-        self, kind: str, exclude: frozenset[int], on_queued: OnQueued | None
+        self,
+        kind: str,
+        exclude: frozenset[int],
+        on_queued: OnQueued | None,
+        model: str | None = None,
     ) -> TokenState:
-        tok = self._pick(kind, exclude) if not self._waiters else None
+        tok = self._pick(kind, exclude, model) if not self._waiters else None
         if tok is not None:
             return tok
-        if not self._has_candidate(kind, exclude):
-            raise UnavailableError(self.unavailable_reason(kind, exclude))
+        if not self._has_candidate(kind, exclude, model):
+            raise UnavailableError(self.unavailable_reason(kind, exclude, model))
         fut: asyncio.Future[TokenState] = asyncio.get_running_loop().create_future()
-        waiter = _Waiter(kind, exclude, fut)
+        waiter = _Waiter(kind, exclude, fut, model)
         self._waiters.append(waiter)
         self._dispatch()
         timeout = self._settings.current.generation.queue_timeout
@@ -310,7 +351,7 @@ class TokenPool:
         except TimeoutError:
             raise UnavailableError(
                 f"Every eligible token stayed busy for {timeout:g} s (queue_timeout). "
-                + self.unavailable_reason(kind, exclude)
+                + self.unavailable_reason(kind, exclude, model)
             ) from None
         finally:
             if waiter in self._waiters:
@@ -330,9 +371,11 @@ class TokenPool:
         exclude: Iterable[int] = (),
         on_queued: OnQueued | None = None,
         token_id: int | None = None,
+        model: str | None = None,
     ) -> AsyncIterator[Lease]:
         """Take one slot on the least busy eligible token (or a given one) and give it back
-        exactly once when the block ends, however it ends."""
+        exactly once when the block ends, however it ends. Without `model` only Sora tokens are
+        leased; with one, the accounts of any provider that serve it."""
         if kind not in KINDS:
             raise ValueError(kind)
         if token_id is not None:
@@ -340,7 +383,7 @@ class TokenPool:
             tok = self.state(token_id)
             tok.busy[kind] += 1
         else:
-            tok = await self._acquire(kind, frozenset(exclude), on_queued)
+            tok = await self._acquire(kind, frozenset(exclude), on_queued, model)
         try:
             yield Lease(self, tok.id, kind)
         finally:
@@ -370,6 +413,8 @@ class TokenPool:
             return self.state(token_id)
         now = time.time()
         for t in self._tokens.values():
+            if not t.serves(None):
+                continue  # read-only data calls are Sora's
             if t.ineligible("image", now) in (None, "image disabled", "cooling down"):
                 return t
         raise UnavailableError(self.unavailable_reason("image"))

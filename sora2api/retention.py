@@ -41,7 +41,7 @@ async def prune_jobs(
 ) -> int:
     """Delete finished jobs older than job_max_days or beyond the newest job_max_rows, once
     they have been finished for FINISHED_GRACE seconds."""
-    jobs = store.job_reads
+    jobs = store.jobs
     nth = None
     # Counted over every job, running ones too (those are kept anyway).
     if cfg.job_max_rows and await jobs.total() > cfg.job_max_rows:

@@ -29,7 +29,8 @@ log = logging.getLogger(__name__)
 
 # Failures that are a verdict on the token, which no waiting cures: they end the token's jobs.
 TOKEN_VERDICTS = frozenset({Kind.TOKEN_INVALID, Kind.TOKEN_EXPIRED, Kind.COUNTRY})
-# After failed polls the interval doubles per failure in a row, up to this many seconds...
+# After failed polls the interval doubles per failure in a row, up to this many seconds (or the
+# pool's cooldown cap when lower: a poll waits no longer than a rate-limited create would)...
 MAX_BACKOFF = 60.0
 # ...or longer when the upstream asks with Retry-After, up to this (the job's timeout still rules).
 MAX_RETRY_AFTER = 300.0
@@ -161,7 +162,8 @@ class TokenWatcher:
         base = self._interval()
         if not self._errors:
             return base
-        delay = max(base, min(MAX_BACKOFF, base * 2.0 ** min(self._errors, 32)))
+        cap = min(MAX_BACKOFF, self._owner.settings.current.pool.cooldown_max)
+        delay = max(base, min(cap, base * 2.0 ** min(self._errors, 32)))
         asked = self._trouble.retry_after if self._trouble is not None else None
         return max(delay, min(asked, MAX_RETRY_AFTER)) if asked else delay
 

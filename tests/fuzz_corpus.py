@@ -31,6 +31,8 @@ from .fuzz_values import (
     IMAGE_BAD,
     IMAGE_BASE,
     JUNK_KEYS,
+    KEY_BAD,
+    KEY_BASE,
     PNG_B64,
     QUERY_NAMES,
     QUERY_VALUES,
@@ -185,6 +187,10 @@ def _authorised_body(rng: random.Random, method: str, path: str, settings: dict[
         return rng.choice([{"username": 5}, {"username": "admin", "password": "wrong"}, {}])
     if path == "/api/admin/password":
         return {"old_password": rng.choice(["wrong", 5, None]), "new_password": rng.choice([5, ""])}
+    if path == "/api/admin/keys":
+        return _mutated(rng, KEY_BASE, KEY_BAD)
+    if path == "/api/admin/keys/{id}" and method == "PUT":
+        return rng.choice([{"enabled": "no"}, {"limits": {"rpm": -1}}, {}, {"key": "x"}])
     if path == "/api/admin/apikey":
         return {"api_key": rng.choice([5, "", [], {}, None, True])}
     if path == "/api/admin/settings":
@@ -216,6 +222,7 @@ RICH = {
     ("POST", "/v1/videos/characters"),
     ("POST", "/api/tokens"),
     ("PUT", "/api/admin/settings"),
+    ("POST", "/api/admin/keys"),
 }
 # Routes whose every well-authorised request is valid whatever the body: only fuzzed without
 # valid credentials (logout would end the fuzz's own session; test-all re-reads every account).

@@ -139,6 +139,19 @@ SETTING_WRONG: dict[str, list[Any]] = {
     "str": [5, [1], {}, True, 1.5],
 }
 
+# POST /api/admin/keys: a valid body and values each field refuses.
+KEY_BASE: dict[str, Any] = {"name": "fuzzed", "limits": {"rpm": 5}}
+KEY_BAD: dict[str, list[Any]] = {
+    "name": ["", "  ", 5, None, [], "x" * 101],
+    "models": ["sora-image", [], [5], {}, [""]],
+    "expires_at": ["soon", True, -1, [], 1e300],
+    "limits": [[], "x", {"rpm": 0}, {"rpm": "5"}, {"nope": 1}, {"concurrency": 1.5}],
+    "webhook_urls": ["https://a.b", ["ftp://x"], ["http://"], [5], ["x"] * 11],
+    "progress_format": ["xml", 5, []],
+    "content_format": ["html", True],
+    "enabled": [False, "no"],
+}
+
 # Bodies each create-like route accepts: sent only with a missing or wrong credential.
 VALID_BODIES: dict[str, Any] = {
     "/v1/chat/completions": CHAT_BASE,
@@ -147,6 +160,8 @@ VALID_BODIES: dict[str, Any] = {
     "/v1/images/edits": {**IMAGE_BASE, "image": PNG_B64},
     "/v1/videos/characters": CHARACTER_BASE,
     "/api/admin/apikey": {"api_key": "fuzz-key-0123456789"},
+    "/api/admin/keys": KEY_BASE,
+    "/api/admin/keys/{id}": {"enabled": False},
     "/api/admin/password": {"old_password": "a-better-password", "new_password": "fuzz-pass-123"},
     "/api/tokens/{id}": {"remark": "fuzzed"},
     "/api/tokens/{id}/update": {"remark": "fuzzed"},

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -569,3 +570,48 @@ async def test_api_key_is_revealed_only_on_request(panel: Panel) -> None:
     full = await (await panel.api.get("/api/admin/apikey?reveal=1", headers=headers)).json()
     assert full["api_key"] == KEY["Authorization"].removeprefix("Bearer ")
     assert (await panel.api.get("/api/admin/apikey?reveal=1", headers=KEY)).status == 401
+
+
+@needs_browser
+async def test_add_an_openai_account_from_the_dialog(panel: Panel, page: Any) -> None:
+    from sora2api.simulator.providers import PROVIDER_STATE
+
+    await panel.change_default_password()
+    account = panel.sim.server.app[PROVIDER_STATE].add_account("openai", name="gw1")
+    await ui_login(page, panel.url)
+    await page.locator("#page-tokens").wait_for()
+    await page.click("#add-token")
+    add = page.locator("#add-token-form")
+    await add.locator("select[name=provider] option[value=openai]").wait_for(state="attached")
+    await add.locator("select[name=provider]").select_option("openai")
+    # The Sora fields give way to the key fields, the base URL prefilled with the SDK's default.
+    await add.locator("#sora-fields").wait_for(state="hidden")
+    base = add.locator("input[name=base_url]")
+    assert await base.input_value() == "https://api.openai.com/v1"
+    await add.locator("input[name=api_key]").fill(account.key)
+    await base.fill(panel.sim.url + "/v1")
+    await add.locator("input[name=models]").fill("sora-2, sora-2-pro")
+    await add.locator("input[name=video_concurrency]").fill("2")
+    await add.locator("button[type=submit]").click()
+
+    row = page.locator("#token-rows tr", has_text=panel.sim.url + "/v1")
+    await row.locator(".badge", has_text="active").wait_for()
+    text = await row.inner_text()
+    assert "restricted to: sora-2, sora-2-pro" in text and "veo-3.1-fast" in text
+    assert "video 0/2" in text and account.key not in text
+    [token] = await tokens_of(panel)
+    assert token["provider"] == "openai" and token["models"] == ["sora-2", "sora-2-pro"]
+    assert token["served_models"] == account.models
+    calls = panel.sim.state.calls("GET", "/v1/models")
+    assert [c.headers["authorization"] for c in calls] == [f"Bearer {account.key}"]
+
+    # A wrong key shows the server's reason in the dialog and adds nothing.
+    await page.click("#add-token")
+    add = page.locator("#add-token-form")
+    await add.locator("select[name=provider] option[value=openai]").wait_for(state="attached")
+    await add.locator("select[name=provider]").select_option("openai")
+    await add.locator("input[name=api_key]").fill("sk-wrong-key-1234567")
+    await add.locator("input[name=base_url]").fill(panel.sim.url + "/v1")
+    await add.locator("button[type=submit]").click()
+    await add.locator(".form-error", has_text=re.compile(r"onboarding: (GET /)?models")).wait_for()
+    assert len(await tokens_of(panel)) == 1

@@ -409,7 +409,7 @@ async def test_client_disconnect_does_not_kill_the_job(ready, sim: Sim) -> None:
     assert run is not None
     await asyncio.wait_for(run.done.wait(), 30)
     row = await engine.get(job_id)
-    assert row["status"] == "completed"
+    assert row.status == "completed"
     assert _busy_total(ready) == 0
 
 

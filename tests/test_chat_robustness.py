@@ -251,9 +251,9 @@ async def test_job_resumes_after_restart_without_resubmitting(
     assert run is not None, "the job was not resumed"
     await asyncio.wait_for(run.done.wait(), 60)
     row = await engine.get(job_id)
-    assert row["status"] == "completed", row
+    assert row.status == "completed", row
     assert len(sim.state.calls("POST", "/backend/nf/create")) == 1
-    assert orjson.loads(row["result"])["type"] == "video"
+    assert orjson.loads(row.result or "{}")["type"] == "video"
 
 
 async def test_job_interrupted_before_submit_fails_with_reason(
@@ -279,7 +279,7 @@ async def test_job_interrupted_before_submit_fails_with_reason(
     assert run is not None
     await asyncio.wait_for(run.done.wait(), 10)
     row = await client2.app[keys.JOBS].get("video_" + "0" * 32)
-    assert row["status"] == "failed" and "not resubmitted" in row["error_message"]
+    assert row.status == "failed" and "not resubmitted" in row.error_message
 
 
 async def test_caching_failure_is_a_clear_error(client, sim: Sim) -> None:
@@ -376,7 +376,7 @@ async def test_deleting_a_token_mid_job_fails_its_job_clearly(client, sim: Sim) 
     err = [f for f in frames if "error" in f]
     assert err and "was deleted while this job ran" in err[0]["error"]["message"]
     row = await client.app[keys.JOBS].get(job_id)
-    assert row["status"] == "failed"
+    assert row.status == "failed"
 
 
 async def test_job_queued_for_a_token_at_restart_runs_after_it(
@@ -413,7 +413,7 @@ async def test_job_queued_for_a_token_at_restart_runs_after_it(
         run = engine.run_of(job_id)
         assert run is not None
         await asyncio.wait_for(run.done.wait(), 60)
-        assert (await engine.get(job_id))["status"] == "completed"
+        assert (await engine.get(job_id)).status == "completed"
     # the first was followed by its task id, the second (never sent) was sent once, now
     assert len(sim.state.calls("POST", "/backend/nf/create")) == 1
     (board,) = sim.state.calls("POST", "/backend/nf/create/storyboard")

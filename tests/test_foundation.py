@@ -21,6 +21,7 @@ from sora2api.store import CURRENT_VERSION, Store
 from sora2api.store.migrations import MIGRATIONS
 
 from .conftest import KEY
+from .helpers import add_token
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = {
@@ -170,7 +171,11 @@ async def test_v1_requires_the_key(client, headers) -> None:
     _assert_envelope(await resp.json())
 
 
-async def test_models_list(client) -> None:
+async def test_models_list(client, sim) -> None:
+    # Only what some usable account serves is listed: nothing before the first token.
+    empty = await (await client.get("/v1/models", headers=KEY)).json()
+    assert empty == {"object": "list", "data": []}
+    await add_token(client, sim.state.add_account())
     resp = await client.get("/v1/models", headers=KEY)
     assert resp.status == 200
     body = await resp.json()

@@ -55,6 +55,8 @@ async def _seed_state(client: TestClient, sim: Sim) -> dict[str, list[str]]:
     assert resp.status == 200, await resp.text()
     await _finish(client, (await resp.json())["id"])
     admin = await admin_headers(client)
+    resp = await client.post("/api/admin/keys", json={"name": "seeded"}, headers=admin)
+    assert resp.status == 201, await resp.text()
     chars = (await (await client.get("/api/characters", headers=admin)).json())["characters"]
     assert chars, "the seed character was not stored"
     jobs = (await (await client.get("/api/jobs", headers=admin)).json())["jobs"]
@@ -76,6 +78,7 @@ async def _snapshot(client: TestClient, admin: dict[str, str]) -> dict[str, Any]
         ("/api/characters?include_deleted=true", admin),
         ("/v1/videos?limit=100", KEY),
         ("/api/admin/apikey?reveal=1", admin),
+        ("/api/admin/keys", admin),
     ]:
         resp = await client.get(path, headers=headers)
         assert resp.status == 200, (path, await resp.text())

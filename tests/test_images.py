@@ -43,7 +43,7 @@ async def test_generation_urls(ready, sim: Sim) -> None:
     assert (call.json["width"], call.json["height"], call.json["n_variants"]) == (360, 360, 1)
     assert call.json["operation"] == "simple_compose" and call.json["prompt"] == "a red fox"
     row = await ready.app[keys.JOBS].get(body["job_id"])
-    assert (row["api"], row["model"], row["status"]) == ("images", "sora-image", "completed")
+    assert (row.api, row.model, row.status) == ("images", "sora-image", "completed")
 
 
 async def test_generation_b64_json_several(ready, sim: Sim) -> None:
@@ -67,7 +67,7 @@ async def test_generation_b64_json_several(ready, sim: Sim) -> None:
     (call,) = sim.state.calls("POST", "/backend/video_gen")
     assert (call.json["width"], call.json["height"], call.json["n_variants"]) == (540, 360, 3)
     row = await ready.app[keys.JOBS].get(body["job_id"])
-    assert row["model"] == "gpt-image-1"  # what the client asked for
+    assert row.model == "gpt-image-1"  # what the client asked for
 
 
 @pytest.mark.parametrize(

@@ -36,8 +36,9 @@ async def test_cli_serves_seeded_accounts_and_stops_on_signal(sig: signal.Signal
                 line = (await proc.stdout.readline()).decode()
                 assert line, "".join(lines)
                 lines.append(line)
-        tokens = [line.split()[-1] for line in lines if "access_token:" in line]
-        assert len(tokens) == 2 and sum("refresh_token:" in line for line in lines) == 2
+        exports = [line.split() for line in lines if line.startswith("export AT")]
+        tokens = [words[1].partition("=")[2] for words in exports]
+        assert len(tokens) == 2 and [words[3][:3] for words in exports] == ["RT=", "RT2"]
         async with aiohttp.ClientSession() as session:
             headers = {"Authorization": f"Bearer {tokens[1]}"}
             async with session.get(f"http://127.0.0.1:{port}/backend/me", headers=headers) as resp:

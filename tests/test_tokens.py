@@ -240,7 +240,9 @@ async def test_listing_masks_every_secret(
     tid = body["token"]["id"]
     await client.post(f"/api/tokens/{tid}/test", headers=KEY)
     await client.app[TOKENS].refresh(tid)
-    await client.app[TOKENS].update(tid, {"proxy": "http://bob:supersecretpw@proxy.example:8080"})
+    await client.app[keys.ACCOUNTS].update(
+        tid, {"proxy": "http://bob:supersecretpw@proxy.example:8080"}
+    )
     resp = await client.get("/api/tokens", headers=KEY)
     text = await resp.text()
     (tok,) = orjson.loads(text)["data"]

@@ -107,7 +107,7 @@ async def test_json_create_poll_download(ready, sim: Sim) -> None:
     assert create_call.json["orientation"] == "landscape"
     assert create_call.json["n_frames"] == 450 and create_call.json["model"] == "sy_8"
     row = await ready.app[keys.JOBS].get(video["id"])
-    assert (row["api"], row["model"]) == ("videos", "sora-2")
+    assert (row.api, row.model) == ("videos", "sora-2")
 
     resp = await ready.get(f"/v1/videos/{video['id']}/content", headers=KEY)
     assert resp.status == 200 and resp.headers["Content-Type"] == "video/mp4"
@@ -343,7 +343,7 @@ async def test_content_variants_and_expiry(ready, sim: Sim) -> None:
     assert odd.status == 400
     # the cached file is gone (pruned after media_ttl): a clear 410, not an empty body
     row = await ready.app[keys.JOBS].get(video["id"])
-    ready.app[keys.MEDIA].delete(orjson.loads(row["state"])["files"][0])
+    ready.app[keys.MEDIA].delete(orjson.loads(row.state)["files"][0])
     gone = await ready.get(f"/v1/videos/{video['id']}/content", headers=KEY)
     assert gone.status == 410 and "expired" in (await gone.json())["error"]["message"]
     missing = await ready.get("/v1/videos/video_" + "f" * 32 + "/content", headers=KEY)
@@ -408,7 +408,7 @@ async def test_delete_running_job_stops_it_and_frees_the_token(ready, sim: Sim) 
 async def test_delete_finished_job_removes_its_media(ready, sim: Sim) -> None:
     video = await wait_video(ready, (await create(ready, prompt="keep?"))["id"])
     row = await ready.app[keys.JOBS].get(video["id"])
-    state = orjson.loads(row["state"])
+    state = orjson.loads(row.state)
     media = ready.app[keys.MEDIA]
     assert (
         media.resolve(state["files"][0]) is not None

@@ -35,7 +35,7 @@ FollowFn = Callable[[JobContext, Lease, str], Awaitable[dict[str, Any]]]
 
 
 def _spec(ctx: JobContext) -> dict[str, Any]:
-    spec: dict[str, Any] = orjson.loads(ctx.row["request"])
+    spec: dict[str, Any] = orjson.loads(ctx.row.request)
     return spec
 
 
@@ -154,7 +154,7 @@ async def _poll(
     up = ctx.settings.current.upstream
     timeout = up.image_timeout if kind == "image" else up.video_timeout
     watcher = ctx.engine.watchers.for_token(lease.token_id)
-    queue = watcher.track(task_id, kind, since=ctx.row.get("created_at"))
+    queue = watcher.track(task_id, kind, since=ctx.row.created_at)
     await ctx.transition(POLLING)
     try:
         async with asyncio.timeout(timeout):
@@ -544,18 +544,15 @@ async def _create_character(ctx: JobContext, lease: Lease, *, public: bool) -> d
         await ctx.client.update_cameo(at, cameo_id, {"visibility": "public"}, proxy)
         visibility = "public"
     await ctx.save_state(character_id=character_id, username=username)
-    await ctx.engine.store.insert(
-        "characters",
-        {
-            "token_id": lease.token_id,
-            "cameo_id": cameo_id,
-            "character_id": character_id,
-            "username": username,
-            "display_name": display_name,
-            "visibility": visibility,
-            "job_id": ctx.job_id,
-            "created_at": time.time(),
-        },
+    await ctx.engine.store.characters.add(
+        token_id=lease.token_id,
+        cameo_id=cameo_id,
+        character_id=character_id,
+        username=username,
+        display_name=display_name,
+        visibility=visibility,
+        job_id=ctx.job_id,
+        created_at=time.time(),
     )
     await ctx.emit(
         "character_creation",
@@ -713,7 +710,7 @@ async def resume_flow(ctx: JobContext) -> dict[str, Any]:
             await ctx.transition(QUEUED, token_id=None)
         await ctx.emit("processing", "started", "Restarted before reaching Sora; starting it now")
         return await run_flow(ctx)
-    token_id = ctx.row.get("token_id")
+    token_id = ctx.row.token_id
     if token_id is None:
         raise JobFailed("interrupted", f"The job stopped in phase {ctx.phase!r} without a token")
     kind = str(state.get("task_kind") or (create or {}).get("kind") or "video")
@@ -738,7 +735,7 @@ async def resume_flow(ctx: JobContext) -> dict[str, Any]:
                         state={"task_id": task_id, "task_kind": kind},
                     )
             else:
-                task_id = str(ctx.row.get("upstream_task_id") or state.get("task_id") or "")
+                task_id = str(ctx.row.upstream_task_id or state.get("task_id") or "")
             await ctx.emit(
                 "generation",
                 "processing",

@@ -19,7 +19,7 @@ from ..errors import BadRequestError, ConflictError, NotFoundError, as_api_error
 from ..media import UrlGuard
 from ..models import MODELS, Model
 from ..sniff import image_type, video_type
-from ..store import Row
+from ..store import JobRow
 from ..upstream.errors import UpstreamFailure
 from .prompts import (
     extract_style,
@@ -302,17 +302,15 @@ async def character_mentions(engine: JobEngine, value: Any) -> list[str]:
         if not isinstance(ref, str):
             raise BadRequestError("'characters' items must be ids or usernames", param="characters")
         if _CHAR_ID.fullmatch(ref):
-            row = await engine.store.fetchone(
-                "SELECT * FROM jobs WHERE id = ? AND kind = 'character'", (ref,)
-            )
+            row = await engine.store.jobs.get_of_kind(ref, "character")
             if row is None:
                 raise BadRequestError(f"No character with id {ref!r}", param="characters")
-            if row["status"] != "completed":
+            if row.status != "completed":
                 raise ConflictError(
-                    f"Character {ref} is not ready (status {row['status']})",
+                    f"Character {ref} is not ready (status {row.status})",
                     code="character_not_ready",
                 )
-            username = orjson.loads(row["result"] or "{}").get("username")
+            username = orjson.loads(row.result or "{}").get("username")
             if not username:
                 raise ConflictError(
                     f"Character {ref} finished without a username", code="character_not_ready"
@@ -329,10 +327,10 @@ async def character_mentions(engine: JobEngine, value: Any) -> list[str]:
     return out
 
 
-def row_spec(row: Row) -> dict[str, Any]:
+def row_spec(row: JobRow) -> dict[str, Any]:
     """The stored request of a job, with its shape filled in for rows that predate it."""
-    spec: dict[str, Any] = orjson.loads(row.get("request") or "{}")
-    seed = MODELS.get(str(row.get("model")))
+    spec: dict[str, Any] = orjson.loads(row.request or "{}")
+    seed = MODELS.get(str(row.model))
     if seed is not None:
         for key in ("orientation", "seconds", "width", "height"):
             if not spec.get(key):
@@ -340,7 +338,7 @@ def row_spec(row: Row) -> dict[str, Any]:
     return spec
 
 
-def remix_request(source: Row, fields: dict[str, Any]) -> GenRequest:
+def remix_request(source: JobRow, fields: dict[str, Any]) -> GenRequest:
     """A remix of a finished job keeps its model, orientation and length; the caller sets
     remix_target_id (share_id()) once the body is known to be valid."""
     prompt, style = extract_style(_prompt(fields))
@@ -349,8 +347,8 @@ def remix_request(source: Row, fields: dict[str, Any]) -> GenRequest:
     spec = row_spec(source)
     orientation = spec.get("orientation") or DEFAULT_ORIENTATION
     seconds = int(spec.get("seconds") or DEFAULT_SECONDS)
-    model = MODELS.get(str(source["model"])) or Model(
-        str(source["model"]),
+    model = MODELS.get(str(source.model)) or Model(
+        str(source.model),
         "video",
         f"Video {seconds}s {orientation}",
         orientation=orientation,
@@ -364,19 +362,19 @@ def remix_request(source: Row, fields: dict[str, Any]) -> GenRequest:
     )
 
 
-async def share_id(engine: JobEngine, row: Row) -> str:
+async def share_id(engine: JobEngine, row: JobRow) -> str:
     """The s_ post id the backend remixes (it remixes posts, not drafts): the finished draft is
     published once by the token that made it, which makes it a public Sora post. The post stays up
     while the video exists (DELETE /v1/videos/{id} takes it down) and its id is kept in the job's
     state for later remixes. Two remixes racing on a never-published video may publish it twice;
     both posts work."""
-    state: dict[str, Any] = orjson.loads(row.get("state") or "{}")
+    state: dict[str, Any] = orjson.loads(row.state or "{}")
     if state.get("share_post_id"):
         return str(state["share_post_id"])
-    generation_id, token_id = state.get("generation_id"), row.get("token_id")
+    generation_id, token_id = state.get("generation_id"), row.token_id
     if not generation_id or token_id is None:
         raise ConflictError(
-            f"Video {row['id']} has no Sora draft id recorded, so it cannot be published for a "
+            f"Video {row.id} has no Sora draft id recorded, so it cannot be published for a "
             "remix (it was made before remixing was supported); remix by share id instead",
             code="remix_unavailable",
         )
@@ -384,7 +382,7 @@ async def share_id(engine: JobEngine, row: Row) -> str:
         token = engine.pool.state(int(token_id))
     except NotFoundError:
         raise ConflictError(
-            f"The token that made {row['id']} was removed; only its owner can publish the draft",
+            f"The token that made {row.id} was removed; only its owner can publish the draft",
             code="remix_unavailable",
         ) from None
     try:
@@ -395,21 +393,22 @@ async def share_id(engine: JobEngine, row: Row) -> str:
         await engine.pool.report_failure(int(token_id), failure)
         raise as_api_error(
             failure,
-            message=f"Publishing {row['id']} on Sora (needed to remix it) failed: "
+            message=f"Publishing {row.id} on Sora (needed to remix it) failed: "
             f"{failure.describe()}",
         ) from None
     # The job is finished, so no flow writes its state any more: read-modify-write is safe.
     state["share_post_id"] = post_id
-    await engine.store.update(
-        "jobs", "id", row["id"], {"state": orjson.dumps(state).decode(), "updated_at": time.time()}
+    await engine.store.jobs.update(
+        row.id, {"state": orjson.dumps(state).decode(), "updated_at": time.time()}
     )
+    engine.job_changed(row.id)
     return post_id
 
 
-async def unpublish(engine: JobEngine, row: Row) -> None:
+async def unpublish(engine: JobEngine, row: JobRow) -> None:
     """Take down the post share_id() made for a video that is being deleted (best effort)."""
-    state: dict[str, Any] = orjson.loads(row.get("state") or "{}")
-    post_id, token_id = state.get("share_post_id"), row.get("token_id")
+    state: dict[str, Any] = orjson.loads(row.state or "{}")
+    post_id, token_id = state.get("share_post_id"), row.token_id
     if not post_id or token_id is None:
         return
     try:
@@ -419,7 +418,7 @@ async def unpublish(engine: JobEngine, row: Row) -> None:
         )
     except (UpstreamFailure, NotFoundError) as exc:
         reason = exc.describe() if isinstance(exc, UpstreamFailure) else exc.message
-        log.warning("could not delete post %s of job %s: %s", post_id, row["id"], reason)
+        log.warning("could not delete post %s of job %s: %s", post_id, row.id, reason)
 
 
 # -- characters ------------------------------------------------------------------------------------

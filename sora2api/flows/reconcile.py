@@ -158,9 +158,7 @@ async def undo_side_effects(ctx: JobContext) -> None:
                 )
                 continue
         if kind == "character":
-            await ctx.engine.store.execute(
-                "UPDATE characters SET deleted = 1 WHERE character_id = ?", (ident,)
-            )
+            await ctx.engine.store.characters.mark_deleted_upstream_id(ident)
             await ctx.emit("character_creation", "completed", "Temporary character cleaned up")
         elif kind == "post":
             await ctx.emit(

@@ -9,6 +9,7 @@ from typing import Any
 from ..errors import BadRequestError
 from ..media import UrlGuard
 from ..models import Model, get_model
+from ..providers.base import ModelSpec
 from ..sniff import MIME, image_type, parse_data_url, video_type
 from .prompts import (
     Storyboard,
@@ -58,6 +59,8 @@ class GenRequest:
     storyboard: Storyboard | None = None
     character: dict[str, Any] = field(default_factory=dict)
     n: int = 1
+    # A provider model (flows/provider_request.py): the job runs the generic task flow.
+    spec: ModelSpec | None = None
 
     @property
     def kind(self) -> str:
@@ -68,7 +71,7 @@ class GenRequest:
 
     def describe(self) -> dict[str, Any]:
         """What is stored in the job row: everything but the media bytes."""
-        return {
+        out: dict[str, Any] = {
             "model": self.model.id,
             "mode": self.mode,
             # The shape too: model ids from the OpenAI APIs (sora-2, gpt-image-1) do not imply it.
@@ -85,6 +88,9 @@ class GenRequest:
             "character": self.character,
             "n": self.n,
         }
+        if self.spec is not None:
+            out["provider"] = self.spec.provider
+        return out
 
 
 async def load_media(value: Any, guard: UrlGuard, *, kind: str, param: str) -> MediaInput:

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .. import keys
 from ..errors import AuthenticationError, PermissionError_
-from . import admin, basic, chat, images, panel, public, videos
+from . import admin, api_keys, basic, chat, images, panel, public, videos
 from . import tokens as token_routes
 from .media import serve_media
 
@@ -50,6 +50,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/tmp/{name}", serve_media, "public"),
     # Token management: literal paths before the {id} ones.
     Route("GET", "/api/tokens", token_routes.list_tokens, "key_or_admin"),
+    Route("GET", "/api/providers", token_routes.list_providers, "key_or_admin"),
     Route("POST", "/api/tokens", token_routes.add_token, "key_or_admin"),
     Route("POST", "/api/tokens/st2at", token_routes.st2at, "admin"),
     Route("POST", "/api/tokens/rt2at", token_routes.rt2at, "admin"),
@@ -80,6 +81,12 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/admin/me", admin.me, "admin"),
     Route("POST", "/api/admin/password", admin.change_password, "admin"),
     Route("POST", "/api/admin/apikey", admin.set_api_key, "admin"),
+    # API keys with limits, and usage (the bootstrap key stays [auth] api_key).
+    Route("GET", "/api/admin/keys", api_keys.list_keys, "admin"),
+    Route("POST", "/api/admin/keys", api_keys.create_key, "admin"),
+    Route("PUT", "/api/admin/keys/{id}", api_keys.update_key, "admin"),
+    Route("DELETE", "/api/admin/keys/{id}", api_keys.delete_key, "admin"),
+    Route("GET", "/api/admin/usage", api_keys.usage, "admin"),
     Route("GET", "/api/admin/settings", admin.get_settings, "admin"),
     Route("PUT", "/api/admin/settings", admin.put_settings, "admin"),
     Route("GET", "/api/logs", admin.list_logs, "admin"),
@@ -114,7 +121,9 @@ def _guarded(route: Route) -> Handler:
     async def checked(request: web.Request) -> web.StreamResponse:
         auth = request.app[keys.AUTH]
         if level == "key":
-            auth.check_api_key(request)
+            key = auth.check_api_key(request)
+            if key is not None:
+                request[keys.REQ_KEY] = key
         else:
             session = await auth.session(request)
             if session is not None:

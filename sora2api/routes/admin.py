@@ -17,7 +17,7 @@ from ..errors import BadRequestError, ConflictError, NotFoundError, json_respons
 from ..jobs import ACTIVE, JobEngine
 from ..mask import mask, mask_email
 from ..reqlog import REQLOG
-from ..store import CharacterRow, Row, Store
+from ..store import CharacterRow, JobRow, Store
 from ..upstream.errors import Kind, UpstreamFailure
 from .common import query_int, read_object
 from .public import collect_stats, positive_int, start_of_today, upstream_error
@@ -218,7 +218,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = query_int(request, "limit", 50, 1, 500)
     offset = query_int(request, "offset", 0, 0, 10**9)
     engine = request.app[keys.JOBS]
-    rows = await engine.store.job_reads.page(status, kind, limit, offset, ACTIVE)
+    rows = await engine.store.jobs.page(status, kind, limit, offset, ACTIVE)
     jobs = [job_view(r, engine) for r in rows]
     return json_response({"jobs": jobs, "count": len(jobs), "limit": limit, "offset": offset})
 
@@ -236,10 +236,10 @@ async def cancel_job(request: web.Request) -> web.Response:
     engine = request.app[keys.JOBS]
     job_id = request.match_info["id"]
     row = await job_row(engine, job_id)
-    if row["status"] not in ACTIVE or not await engine.cancel(job_id):
+    if row.status not in ACTIVE or not await engine.cancel(job_id):
         row = await job_row(engine, job_id)
         raise ConflictError(
-            f"Job {job_id} is not running (status {row['status']})", code="job_not_running"
+            f"Job {job_id} is not running (status {row.status})", code="job_not_running"
         )
     return json_response({"success": True, "job": job_view(await job_row(engine, job_id), engine)})
 
@@ -297,8 +297,8 @@ async def request_counts(store: Store) -> dict[str, int]:
     return asdict(await store.request_log.counts(start_of_today(time.time())))
 
 
-async def job_row(engine: JobEngine, job_id: str) -> Row:
-    row = await engine.store.job_reads.with_email(job_id)
+async def job_row(engine: JobEngine, job_id: str) -> JobRow:
+    row = await engine.store.jobs.with_email(job_id)
     if row is None:
         raise NotFoundError(f"No job with id {job_id!r}", param="id")
     return row
@@ -313,40 +313,40 @@ def _loads(raw: str | None) -> Any:
         return None
 
 
-def job_view(row: Row, engine: JobEngine, *, detail: bool = False) -> dict[str, Any]:
+def job_view(row: JobRow, engine: JobEngine, *, detail: bool = False) -> dict[str, Any]:
     """A job as the panel shows it: no token, only its id and masked email."""
-    result = _loads(row.get("result"))
+    result = _loads(row.result)
     urls: list[str] = []
     if isinstance(result, dict):
         urls = list(result.get("urls") or ([result["url"]] if result.get("url") else []))
     out: dict[str, Any] = {
-        "id": row["id"],
-        "kind": row["kind"],
-        "api": row.get("api"),
-        "model": row["model"],
-        "status": row["status"],
+        "id": row.id,
+        "kind": row.kind,
+        "api": row.api,
+        "model": row.model,
+        "status": row.status,
         # The state-machine step (queued, submitting, submitted, polling, caching or final).
-        "phase": row.get("phase") or "",
-        "progress": row.get("progress") or 0,
-        "stage": row.get("stage") or "",
-        "token_id": row.get("token_id"),
-        "token_email": mask_email(row.get("token_email")),
-        "prompt": row.get("prompt") or "",
+        "phase": row.phase or "",
+        "progress": row.progress or 0,
+        "stage": row.stage or "",
+        "token_id": row.token_id,
+        "token_email": mask_email(row.token_email),
+        "prompt": row.prompt or "",
         "result_urls": urls,
         "result": result,
-        "error": {"code": row["error_code"], "message": row.get("error_message") or ""}
-        if row.get("error_code")
+        "error": {"code": row.error_code, "message": row.error_message or ""}
+        if row.error_code
         else None,
-        "remixed_from": row.get("remixed_from"),
-        "created_at": row["created_at"],
-        "started_at": row.get("started_at"),
-        "completed_at": row.get("completed_at"),
-        "updated_at": row.get("updated_at"),
+        "remixed_from": row.remixed_from,
+        "created_at": row.created_at,
+        "started_at": row.started_at,
+        "completed_at": row.completed_at,
+        "updated_at": row.updated_at,
     }
     if detail:
-        run = engine.run_of(row["id"])
-        out["request"] = _loads(row.get("request"))
-        out["upstream_task_id"] = row.get("upstream_task_id")
+        run = engine.run_of(row.id)
+        out["request"] = _loads(row.request)
+        out["upstream_task_id"] = row.upstream_task_id
         out["events"] = [e.as_dict() for e in run.events] if run is not None else []
     return out
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .. import keys
 from ..errors import BadRequestError, TimeoutError_, as_api_error, json_response
+from ..flows.provider_request import parse_provider_chat, provider_model
 from ..flows.request import parse_chat
 from ..flows.results import error_result, render_content
 from ..jobs import Event, JobFailed, JobRun
@@ -44,6 +45,13 @@ def final_content(run: JobRun, content_format: str) -> str | None:
     return None
 
 
+def content_format(request: web.Request) -> str:
+    """The created API key's content format, else the configured one."""
+    api_key = request.get(keys.REQ_KEY)
+    configured = request.app[keys.SETTINGS].current.generation.content_format
+    return (api_key and api_key.content_format) or configured
+
+
 def progress_format(body: dict[str, Any], default: str) -> str:
     """The request's `progress_format`, else the configured one; a 400 for anything else."""
     value = body.get("progress_format")
@@ -62,8 +70,16 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body = await read_object(request)
     stream = optional_bool(body, "stream")
     # Checked before parse_chat, which may fetch the request's media URLs.
-    fmt = progress_format(body, request.app[keys.SETTINGS].current.generation.progress_format)
-    req = await parse_chat(body, request.app[keys.GUARD])
+    # A created key's own formats are the defaults for its clients; the request field overrides.
+    api_key = request.get(keys.REQ_KEY)
+    generation = request.app[keys.SETTINGS].current.generation
+    fmt = progress_format(body, (api_key and api_key.progress_format) or generation.progress_format)
+    pool = request.app[keys.POOL]
+    spec = provider_model(pool.rows(), body.get("model"))
+    if spec is not None:
+        req = await parse_provider_chat(body, request.app[keys.GUARD], spec)
+    else:
+        req = await parse_chat(body, request.app[keys.GUARD])
     run = await submit(request, req, api="chat")
     if stream:
         return await _stream(request, run, req.model.id, fmt)
@@ -100,7 +116,7 @@ async def _stream(request: web.Request, run: JobRun, model: str, fmt: str) -> we
     async for event in run.follow(settings.server.keepalive_interval):
         if not await send(resp, KEEPALIVE if event is None else chunk(None, event)):
             return resp  # the client left; the job goes on and stays reachable by its id
-    content = final_content(run, settings.generation.content_format)
+    content = final_content(run, content_format(request))
     err = run.error
     failed = Event("error", "error", err.message, details={"error_type": err.code}) if err else None
     if content is not None:
@@ -119,14 +135,13 @@ async def _stream(request: web.Request, run: JobRun, model: str, fmt: str) -> we
 
 async def _wait(request: web.Request, run: JobRun, model: str) -> web.Response:
     engine = request.app[keys.JOBS]
-    settings = request.app[keys.SETTINGS].current
     try:
         await engine.wait(run, engine.job_timeout(run.kind))
     except TimeoutError:
         raise TimeoutError_(
             f"Job {run.job_id} is still running; fetch it later by its id"
         ) from None
-    content = final_content(run, settings.generation.content_format)
+    content = final_content(run, content_format(request))
     if content is None:
         raise as_api_error(
             run.error or JobFailed("internal_error", "The job ended without a result")

@@ -15,6 +15,7 @@ from ..errors import BadRequestError
 from ..flows.openai_request import Upload
 from ..flows.request import GenRequest
 from ..jobs import JobRun
+from ..metering import planned
 from ..reqlog import REQ_JOB_ID, REQ_MODEL
 
 # `x[key]` form fields: the OpenAI SDK's encoding of an object such as input_reference.
@@ -152,8 +153,17 @@ def optional_bool(body: dict[str, Any], name: str, default: bool = False) -> boo
 
 
 async def submit(request: web.Request, req: GenRequest, **options: Any) -> JobRun:
-    """Start a job for this request and note its model and id for the request log."""
-    run = await request.app[keys.JOBS].submit(req, **options)
+    """Start a job for this request and note its model and id for the request log. A created
+    API key's models and limits are checked first: a refusal creates nothing."""
+    engine = request.app[keys.JOBS]
+    key = request.get(keys.REQ_KEY)
+    if key is None:
+        run = await engine.submit(req, **options)
+    else:
+        usage = planned(req.describe(), req.kind)
+        ring = request.app[keys.AUTH].keys
+        async with ring.admit(key, req.model.id, usage["video_seconds"], usage["images"]):
+            run = await engine.submit(req, key_id=key.id, **options)
     request[REQ_MODEL] = req.model.id
     request[REQ_JOB_ID] = run.job_id
     return run

@@ -14,21 +14,21 @@ from ..errors import BadRequestError, TimeoutError_, as_api_error, json_response
 from ..flows.openai_request import parse_image_request, row_spec
 from ..jobs import JobEngine, JobFailed
 from ..reqlog import READY_JOB
-from ..store import Row
+from ..store import JobRow
 from ..viewcache import FINAL
 from .common import read_object, submit
 from .videos import GoneError, live_progress, public_status, typed_job
 
 
-async def _data(engine: JobEngine, row: Row, response_format: str) -> list[dict[str, Any]]:
-    state: dict[str, Any] = orjson.loads(row.get("state") or "{}")
+async def _data(engine: JobEngine, row: JobRow, response_format: str) -> list[dict[str, Any]]:
+    state: dict[str, Any] = orjson.loads(row.state or "{}")
     names = [str(n) for n in state.get("files") or []]
     out = []
     for name in names:
         path = engine.media.resolve(name)
         if path is None:  # for url too: a 200 carrying links that 404 would hide it
             raise GoneError(
-                f"The images of {row['id']} have expired from the media cache ([storage] media_ttl)"
+                f"The images of {row.id} have expired from the media cache ([storage] media_ttl)"
             )
         if response_format == "url":
             out.append({"url": engine.media.url_for(name), "revised_prompt": None})
@@ -38,7 +38,7 @@ async def _data(engine: JobEngine, row: Row, response_format: str) -> list[dict[
     return out
 
 
-def _size(row: Row) -> str | None:
+def _size(row: JobRow) -> str | None:
     spec = row_spec(row)
     return f"{spec['width']}x{spec['height']}" if spec.get("width") and spec.get("height") else None
 
@@ -62,11 +62,11 @@ async def _generate(request: web.Request, *, edit: bool) -> web.Response:
     row = await engine.get(run.job_id)
     return json_response(
         {
-            "created": int(row["created_at"]),
+            "created": int(row.created_at),
             "data": await _data(engine, row, parsed.response_format),
             # The real output size (Sora renders at 360 px), and the job id to fetch it again.
             "size": _size(row),
-            "job_id": row["id"],
+            "job_id": row.id,
         }
     )
 
@@ -90,8 +90,9 @@ async def get_image(request: web.Request) -> web.Response:
         raise BadRequestError(
             "Query parameter 'response_format' must be url or b64_json", param="response_format"
         )
-    # Only links are kept: base64 answers are megabytes each.
-    cached = fmt == "url"
+    # Only links are kept: base64 answers are megabytes each. The kept answers are not per key:
+    # a created key's poll reads the row (and its owner).
+    cached = fmt == "url" and keys.REQ_KEY not in request
     settings = engine.settings.current
     job_id = request.match_info["id"]
     body = engine.views.get(job_id, "image", settings) if cached else None
@@ -101,28 +102,28 @@ async def get_image(request: web.Request) -> web.Response:
     epoch = engine.views.epoch
     row = await typed_job(request, "image")
     status, error = public_status(engine, row)
-    completed = row["status"] == "completed"
+    completed = row.status == "completed"
     body = orjson.dumps(
         {
-            "id": row["id"],
+            "id": row.id,
             "object": "image.job",
-            "created": int(row["created_at"]),
-            "model": row["model"],
+            "created": int(row.created_at),
+            "model": row.model,
             "status": status,
             "progress": live_progress(engine, row),
-            "prompt": row.get("prompt") or "",
+            "prompt": row.prompt or "",
             "size": _size(row),
             "data": await _data(engine, row, fmt) if completed else [],
             "error": error,
         }
     )
-    if cached and row["status"] in FINAL:
+    if cached and row.status in FINAL:
         # Links hold until the first file expires; from then on the answer is a 410.
-        engine.views.put(row["id"], "image", body, settings, _files_expire(engine, row), epoch)
+        engine.views.put(row.id, "image", body, settings, _files_expire(engine, row), epoch)
     return web.Response(body=body, content_type="application/json")
 
 
-def _files_expire(engine: JobEngine, row: Row) -> float | None:
-    state: dict[str, Any] = orjson.loads(row.get("state") or "{}")
+def _files_expire(engine: JobEngine, row: JobRow) -> float | None:
+    state: dict[str, Any] = orjson.loads(row.state or "{}")
     expiries = [engine.media.expires_at(str(n)) for n in state.get("files") or []]
     return min((e for e in expiries if e is not None), default=None)

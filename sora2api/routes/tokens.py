@@ -1,4 +1,4 @@
-"""Token management routes: thin handlers over TokenManager (parse and validate, call, render)."""
+"""Account routes for every provider: thin handlers (parse and validate, call, render)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from .. import keys
-from ..credentials import OPTION_FIELDS, UNSET, check_credential_text, check_proxy
+from ..credentials import OPTION_FIELDS, UNSET, check_credential_text, check_options, check_proxy
 from ..errors import BadRequestError, PermissionError_, json_response
-from ..tokens import TokenManager
+from ..providers import DEFAULT_PROVIDER, PROVIDER_NAMES
+from ..providers.registry import default_base_url
 from .common import read_json, read_object, read_text
 
 # Fields POST /api/tokens accepts; proxy_url is the reference's name for proxy.
@@ -26,12 +27,11 @@ _ADD_FIELDS = frozenset(
         "video_enabled",
         "image_concurrency",
         "video_concurrency",
+        "provider",
+        "base_url",
+        "models",
     }
 )
-
-
-def _manager(request: web.Request) -> TokenManager:
-    return request.app[keys.TOKENS]
 
 
 def _str(body: dict[str, Any], name: str) -> str | None:
@@ -73,12 +73,26 @@ def _require_admin(request: web.Request) -> None:
 
 
 async def list_tokens(request: web.Request) -> web.Response:
-    return json_response({"object": "list", "data": _manager(request).views()})
+    return json_response({"object": "list", "data": request.app[keys.ACCOUNT_VIEWS].views()})
 
 
 async def get_token(request: web.Request) -> web.Response:
-    manager = _manager(request)
-    return json_response(manager.view(_token_id(request)))
+    return json_response(request.app[keys.ACCOUNT_VIEWS].view(_token_id(request)))
+
+
+async def list_providers(request: web.Request) -> web.Response:
+    """The providers an account may name here, with the base URL their SDK defaults to."""
+    live = request.app[keys.PROVIDERS].names()
+    config = request.app[keys.SETTINGS].current
+    data = [
+        {
+            "name": n,
+            "available": n == DEFAULT_PROVIDER or n in live,
+            "default_base_url": default_base_url(config, n),
+        }
+        for n in PROVIDER_NAMES
+    ]
+    return json_response({"object": "list", "data": data})
 
 
 async def add_token(request: web.Request) -> web.Response:
@@ -95,20 +109,48 @@ async def add_token(request: web.Request) -> web.Response:
         check_proxy(body["proxy"])  # a malformed value is a 400 whoever sends it
         # A proxy makes this server connect wherever it points: an operator's decision.
         _require_admin(request)
-    manager = _manager(request)
-    row, created = await manager.add(
-        _credential(body, "token"),
-        _credential(body, "st"),
-        _credential(body, "rt"),
-        client_id=_credential(body, "client_id"),
-        **{name: body.get(name, UNSET) for name in OPTION_FIELDS},
-    )
-    view = manager.view(int(row["id"]))
+    provider = (_str(body, "provider") or DEFAULT_PROVIDER).strip().lower()
+    if provider == DEFAULT_PROVIDER:
+        for name in ("base_url", "models"):
+            if name in body:
+                raise BadRequestError(
+                    f"'{name}' is for another provider's account; a Sora token takes token, st "
+                    "or rt",
+                    param=name,
+                )
+        row, created = await request.app[keys.TOKENS].add(
+            _credential(body, "token"),
+            _credential(body, "st"),
+            _credential(body, "rt"),
+            client_id=_credential(body, "client_id"),
+            **{name: body.get(name, UNSET) for name in OPTION_FIELDS},
+        )
+        message = f"Token {'added' if created else 'updated'}: {row.get('email') or 'no email'}"
+    else:
+        for name in ("st", "rt", "client_id"):
+            if name in body:
+                raise BadRequestError(
+                    f"'{name}' is a Sora credential; a {provider} account takes token (its API "
+                    "key) and base_url",
+                    param=name,
+                )
+        row, created = await request.app[keys.ACCOUNTS].add_account(
+            provider,
+            _credential(body, "token"),
+            body.get("base_url"),
+            models=body.get("models", UNSET),
+            options=check_options({name: body[name] for name in OPTION_FIELDS if name in body}),
+            # An admin decides where the server connects (like a proxy); the API key alone
+            # may only name a public host.
+            trusted=request.get(keys.REQ_ADMIN) is not None,
+        )
+        message = f"{provider} account {'added' if created else 'updated'}: {row.get('base_url')}"
+    view = request.app[keys.ACCOUNT_VIEWS].view(int(row["id"]))
     return json_response(
         {
             "success": True,
             "result": "created" if created else "updated",
-            "message": f"Token {'added' if created else 'updated'}: {row.get('email') or 'no email'}",
+            "message": message,
             # Problems that did not stop the add (plan unknown, no username set, ...).
             "warning": row.get("last_error") or None,
             "token": view,
@@ -119,7 +161,7 @@ async def add_token(request: web.Request) -> web.Response:
 
 async def delete_token(request: web.Request) -> web.Response:
     token_id = _token_id(request)
-    await _manager(request).delete(token_id)
+    await request.app[keys.ACCOUNTS].delete(token_id)
     return json_response({"success": True, "deleted": token_id})
 
 
@@ -127,11 +169,11 @@ async def delete_token(request: web.Request) -> web.Response:
 
 
 async def test_token(request: web.Request) -> web.Response:
-    return json_response(await _manager(request).test(_token_id(request)))
+    return json_response(await request.app[keys.ACCOUNT_TESTS].test(_token_id(request)))
 
 
 async def test_all(request: web.Request) -> web.Response:
-    results = await _manager(request).test_all()
+    results = await request.app[keys.ACCOUNT_TESTS].test_all()
     return json_response(
         {"results": results, "ok": sum(1 for r in results if r.get("ok")), "total": len(results)}
     )
@@ -140,7 +182,7 @@ async def test_all(request: web.Request) -> web.Response:
 async def test_proxy(request: web.Request) -> web.Response:
     body = await read_object(request, empty_ok=True)
     proxy = _str(body, "proxy") or _str(body, "proxy_url") or ""
-    return json_response(await _manager(request).test_proxy(proxy))
+    return json_response(await request.app[keys.SORA_CONVERT].test_proxy(proxy))
 
 
 # -- admin session only -----------------------------------------------------------------------
@@ -148,16 +190,14 @@ async def test_proxy(request: web.Request) -> web.Response:
 
 async def enable_token(request: web.Request) -> web.Response:
     token_id = _token_id(request)
-    manager = _manager(request)
-    await manager.set_enabled(token_id, True)
-    return json_response({"success": True, "token": manager.view(token_id)})
+    await request.app[keys.ACCOUNTS].set_enabled(token_id, True)
+    return json_response({"success": True, "token": request.app[keys.ACCOUNT_VIEWS].view(token_id)})
 
 
 async def disable_token(request: web.Request) -> web.Response:
     token_id = _token_id(request)
-    manager = _manager(request)
-    await manager.set_enabled(token_id, False)
-    return json_response({"success": True, "token": manager.view(token_id)})
+    await request.app[keys.ACCOUNTS].set_enabled(token_id, False)
+    return json_response({"success": True, "token": request.app[keys.ACCOUNT_VIEWS].view(token_id)})
 
 
 async def update_token(request: web.Request) -> web.Response:
@@ -165,31 +205,32 @@ async def update_token(request: web.Request) -> web.Response:
     body = await read_object(request, empty_ok=True)
     if "proxy_url" in body and "proxy" not in body:
         body["proxy"] = body.pop("proxy_url")
-    manager = _manager(request)
-    await manager.update(token_id, body)
-    return json_response({"success": True, "token": manager.view(token_id)})
+    await request.app[keys.ACCOUNTS].update(token_id, body)
+    return json_response({"success": True, "token": request.app[keys.ACCOUNT_VIEWS].view(token_id)})
 
 
 async def activate_token(request: web.Request) -> web.Response:
     token_id = _token_id(request)
     body = await read_object(request, empty_ok=True)
     code = _str(body, "invite_code") or request.query.get("invite_code", "")
-    return json_response(await _manager(request).activate(token_id, code))
+    return json_response(await request.app[keys.TOKENS].activate(token_id, code))
 
 
 async def refresh_token(request: web.Request) -> web.Response:
-    return json_response(await _manager(request).refresh(_token_id(request)))
+    return json_response(await request.app[keys.TOKENS].refresh(_token_id(request)))
 
 
 async def st2at(request: web.Request) -> web.Response:
     body = await read_object(request, empty_ok=True)
-    result = await _manager(request).st2at(_credential(body, "st") or "", _str(body, "proxy"))
+    result = await request.app[keys.SORA_CONVERT].st2at(
+        _credential(body, "st") or "", _str(body, "proxy")
+    )
     return json_response({"success": True, **result})
 
 
 async def rt2at(request: web.Request) -> web.Response:
     body = await read_object(request, empty_ok=True)
-    result = await _manager(request).rt2at(
+    result = await request.app[keys.SORA_CONVERT].rt2at(
         _credential(body, "rt") or "", _credential(body, "client_id"), _str(body, "proxy")
     )
     return json_response({"success": True, **result})
@@ -197,7 +238,7 @@ async def rt2at(request: web.Request) -> web.Response:
 
 async def import_tokens(request: web.Request) -> web.Response:
     """JSON {"format": "json"|"text", "data": ...}, a bare JSON list, or a text/plain body."""
-    manager = _manager(request)
+    manager = request.app[keys.ACCOUNT_FILES]
     if request.content_type != "application/json":
         text = await read_text(request)
         if not text.lstrip().startswith(("[", "{")):
@@ -231,7 +272,7 @@ async def export_tokens(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "text"):
         raise BadRequestError(f"'format' must be json or text, got {fmt!r}", param="format")
-    data = await _manager(request).export(fmt)
+    data = await request.app[keys.ACCOUNT_FILES].export(fmt)
     disposition = {
         "Content-Disposition": f'attachment; filename="sora2api-tokens.{"txt" if fmt == "text" else "json"}"'
     }

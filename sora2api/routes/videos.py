@@ -22,10 +22,11 @@ from ..flows.openai_request import (
     share_id,
     unpublish,
 )
+from ..flows.provider_request import parse_provider_video, provider_model, provider_remix
 from ..jobs import JobEngine
 from ..media import CONTENT_TYPES, MediaCache
 from ..reqlog import READY_JOB
-from ..store import Row
+from ..store import JobRow
 from ..viewcache import FINAL
 from .common import query_int, read_object, submit
 
@@ -44,17 +45,17 @@ class GoneError(ApiError):
 # -- rendering -------------------------------------------------------------------------------------
 
 
-def _state(row: Row) -> dict[str, Any]:
-    state: dict[str, Any] = orjson.loads(row.get("state") or "{}")
+def _state(row: JobRow) -> dict[str, Any]:
+    state: dict[str, Any] = orjson.loads(row.state or "{}")
     return state
 
 
-def live_progress(engine: JobEngine, row: Row) -> int:
+def live_progress(engine: JobEngine, row: JobRow) -> int:
     """The live progress when this process runs the job (the row is written every few seconds)."""
-    if row["status"] == "completed":
+    if row.status == "completed":
         return 100
-    progress = float(row.get("progress") or 0)
-    run = engine.run_of(row["id"])
+    progress = float(row.progress or 0)
+    run = engine.run_of(row.id)
     if run is not None:
         for event in reversed(run.events):
             if event.progress is not None:
@@ -64,54 +65,60 @@ def live_progress(engine: JobEngine, row: Row) -> int:
     return min(int(progress), 99)
 
 
-def public_status(engine: JobEngine, row: Row) -> tuple[str, dict[str, str] | None]:
-    status = row["status"]
+def public_status(engine: JobEngine, row: JobRow) -> tuple[str, dict[str, str] | None]:
+    status = row.status
     if status == "cancelled":
         return "failed", {
             "code": "cancelled",
-            "message": row.get("error_message") or "The job was cancelled",
+            "message": row.error_message or "The job was cancelled",
         }
     if status == "failed":
         return "failed", {
-            "code": row.get("error_code") or "failed",
-            "message": row.get("error_message") or "The generation failed",
+            "code": row.error_code or "failed",
+            "message": row.error_message or "The generation failed",
         }
     # "queued" is the job engine's own: waiting for a free token.
     return status, None
 
 
-def _expires_at(media: MediaCache, row: Row) -> int | None:
+def _expires_at(media: MediaCache, row: JobRow) -> int | None:
     files = _state(row).get("files") or []
-    if row["status"] != "completed" or not files:
+    if row.status != "completed" or not files:
         return None
     expires = media.expires_at(str(files[0]))
     return int(expires) if expires is not None else None
 
 
-def video_object(engine: JobEngine, row: Row) -> dict[str, Any]:
+def _size(spec: dict[str, Any]) -> str:
+    if spec.get("provider") and spec.get("width") and spec.get("height"):
+        return f"{spec['width']}x{spec['height']}"  # a provider model's own size
+    return ORIENTATION_SIZE.get(str(spec.get("orientation")), "720x1280")
+
+
+def video_object(engine: JobEngine, row: JobRow) -> dict[str, Any]:
     """The OpenAI video object, plus `task_id` (gateways such as new-api read it)."""
     spec = row_spec(row)
     status, error = public_status(engine, row)
-    completed = row.get("completed_at")
+    completed = row.completed_at
     return {
-        "id": row["id"],
-        "task_id": row["id"],
+        "id": row.id,
+        "task_id": row.id,
         "object": "video",
-        "model": row["model"],
+        "model": row.model,
         "status": status,
         "progress": live_progress(engine, row),
-        "created_at": int(row["created_at"]),
+        "created_at": int(row.created_at),
         "completed_at": int(completed) if completed and status in ("completed", "failed") else None,
         "expires_at": _expires_at(engine.media, row),
-        "prompt": row.get("prompt") or spec.get("prompt") or "",
-        "size": ORIENTATION_SIZE.get(str(spec.get("orientation")), "720x1280"),
+        "prompt": row.prompt or spec.get("prompt") or "",
+        "size": _size(spec),
         "seconds": str(spec.get("seconds") or ""),
-        "remixed_from_video_id": row.get("remixed_from"),
+        "remixed_from_video_id": row.remixed_from,
         "error": error,
     }
 
 
-def _video_response(engine: JobEngine, row: Row, status: int = 200) -> web.Response:
+def _video_response(engine: JobEngine, row: JobRow, status: int = 200) -> web.Response:
     body = video_object(engine, row)
     headers = (
         {"openai-poll-after-ms": _POLL_AFTER_MS}
@@ -121,21 +128,21 @@ def _video_response(engine: JobEngine, row: Row, status: int = 200) -> web.Respo
     return json_response(body, status=status, headers=headers)
 
 
-def character_object(row: Row) -> dict[str, Any]:
+def character_object(row: JobRow) -> dict[str, Any]:
     """The character of a character job: OpenAI's {id, created_at, name} plus Sora's ids."""
-    result: dict[str, Any] = orjson.loads(row["result"]) if row.get("result") else {}
+    result: dict[str, Any] = orjson.loads(row.result) if row.result else {}
     opts = row_spec(row).get("character") or {}
     state = _state(row)
-    status = row["status"]
+    status = row.status
     error = None
     if status in ("failed", "cancelled"):
-        error = {"code": row.get("error_code") or status, "message": row.get("error_message") or ""}
+        error = {"code": row.error_code or status, "message": row.error_message or ""}
         status = "failed"
     display_name = result.get("display_name") or opts.get("display_name")
     return {
-        "id": row["id"],
+        "id": row.id,
         "object": "character",
-        "created_at": int(row["created_at"]),
+        "created_at": int(row.created_at),
         "name": display_name,
         "status": status,
         "username": result.get("username") or state.get("username"),
@@ -151,14 +158,23 @@ def character_object(row: Row) -> dict[str, Any]:
 _ELSEWHERE = {"image": "GET /v1/images/{id}", "character": "GET /v1/videos/characters/{id}"}
 
 
-async def typed_job(request: web.Request, kind: str) -> Row:
+def owned(request: web.Request, row: JobRow) -> JobRow:
+    """The row when the request may see it: a created API key sees only its own jobs, and
+    another's answers exactly like a job that does not exist."""
+    key = request.get(keys.REQ_KEY)
+    if key is not None and row.key_id != key.id:
+        raise NotFoundError(f"No job with id {row.id!r}", param="id")
+    return row
+
+
+async def typed_job(request: web.Request, kind: str) -> JobRow:
     engine = request.app[keys.JOBS]
     job_id = request.match_info["id"]
-    row = await engine.get(job_id)
-    if row["kind"] != kind:
-        where = _ELSEWHERE.get(row["kind"], "GET /v1/videos/{id}").replace("{id}", job_id)
+    row = owned(request, await engine.get(job_id))
+    if row.kind != kind:
+        where = _ELSEWHERE.get(row.kind, "GET /v1/videos/{id}").replace("{id}", job_id)
         raise NotFoundError(
-            f"{job_id} is a {row['kind']} job, not a {kind}; read it with {where}", param="id"
+            f"{job_id} is a {row.kind} job, not a {kind}; read it with {where}", param="id"
         )
     return row
 
@@ -170,7 +186,11 @@ async def create_video(request: web.Request) -> web.Response:
     """POST /v1/videos (JSON or multipart): submit a job and answer with its video object at once."""
     engine = request.app[keys.JOBS]
     fields = await read_object(request, form=True)
-    req = await parse_video_create(fields, request.app[keys.GUARD], engine)
+    spec = provider_model(engine.pool.rows(), fields.get("model"))
+    if spec is not None:
+        req = await parse_provider_video(fields, request.app[keys.GUARD], spec)
+    else:
+        req = await parse_video_create(fields, request.app[keys.GUARD], engine)
     run = await submit(request, req, api="videos")
     return _video_response(engine, await engine.get(run.job_id))
 
@@ -202,7 +222,7 @@ async def list_videos(request: web.Request) -> web.Response:
         # The page query orders by the anchor's time whatever its kind: an image id would
         # silently page the videos from an unrelated point.
         try:
-            anchor_kind = (await engine.get(after))["kind"]
+            anchor_kind = owned(request, await engine.get(after)).kind
         except NotFoundError:
             anchor_kind = None
         if anchor_kind != "video":
@@ -214,6 +234,7 @@ async def list_videos(request: web.Request) -> web.Response:
             limit=limit,
             order=order,
             statuses=_LIST_STATUSES[status] if status else None,
+            key_id=key.id if (key := request.get(keys.REQ_KEY)) else None,
         )
     except NotFoundError:
         raise BadRequestError(
@@ -237,13 +258,15 @@ async def get_video(request: web.Request) -> web.Response:
     engine = request.app[keys.JOBS]
     job_id = request.match_info["id"]
     settings = engine.settings.current
-    body = engine.views.get(job_id, "video", settings)
+    # The kept answers are not per key: a created key's poll reads the row (and its owner).
+    mine = keys.REQ_KEY not in request
+    body = engine.views.get(job_id, "video", settings) if mine else None
     if body is not None:
         request[READY_JOB] = job_id  # logged as a counted row (see reqlog.READY_JOB)
         return web.Response(body=body, content_type="application/json")
     epoch = engine.views.epoch
     row = await typed_job(request, "video")
-    if row["status"] not in FINAL:
+    if row.status not in FINAL:
         return _video_response(engine, row)
     video = video_object(engine, row)
     body = orjson.dumps(video)
@@ -256,9 +279,9 @@ async def delete_video(request: web.Request) -> web.Response:
     """DELETE /v1/videos/{id}: stop it if it runs (freeing its token), remove its files and row."""
     engine = request.app[keys.JOBS]
     row = await typed_job(request, "video")
-    last = await engine.delete(row["id"])
+    last = await engine.delete(row.id)
     await unpublish(engine, last)
-    return json_response({"id": row["id"], "object": "video.deleted", "deleted": True})
+    return json_response({"id": row.id, "object": "video.deleted", "deleted": True})
 
 
 async def video_content(request: web.Request) -> web.StreamResponse:
@@ -270,8 +293,8 @@ async def video_content(request: web.Request) -> web.StreamResponse:
             f"Unknown variant {variant!r}; use one of: {', '.join(_VARIANTS)}", param="variant"
         )
     row = await typed_job(request, "video")
-    job_id = row["id"]
-    if row["status"] != "completed":
+    job_id = row.id
+    if row.status != "completed":
         status, error = public_status(engine, row)
         if error is not None:
             raise ConflictError(
@@ -315,14 +338,19 @@ async def remix_video(request: web.Request) -> web.Response:
     """POST /v1/videos/{id}/remix {prompt}: a new job remixing a finished video."""
     engine = request.app[keys.JOBS]
     source = await typed_job(request, "video")
-    if source["status"] != "completed":
+    if source.status != "completed":
         raise ConflictError(
-            f"Video {source['id']} is {source['status']}; only a completed video can be remixed",
+            f"Video {source.id} is {source.status}; only a completed video can be remixed",
             code="video_not_ready",
         )
-    req = remix_request(source, await read_object(request, form=True))
+    fields = await read_object(request, form=True)
+    if row_spec(source).get("provider"):
+        req = provider_remix(engine.pool.rows(), source, fields)
+        run = await submit(request, req, api="videos", remixed_from=source.id)
+        return _video_response(engine, await engine.get(run.job_id))
+    req = remix_request(source, fields)
     req.remix_target_id = await share_id(engine, source)
-    run = await submit(request, req, api="videos", remixed_from=source["id"])
+    run = await submit(request, req, api="videos", remixed_from=source.id)
     return _video_response(engine, await engine.get(run.job_id))
 
 

@@ -87,7 +87,7 @@ class Backend:
         )
         task.generation_ids = [self._s.ids.generation() for _ in range(req.n_variants)]
         for gen_id in task.generation_ids:
-            self._s.media[gen_id] = MediaSpec(kind="png")
+            self._s.media[gen_id] = MediaSpec(kind="png", width=req.width, height=req.height)
         self._s.tasks[task.id] = task
         return task
 
@@ -156,7 +156,12 @@ class Backend:
             size = task.scenario.video_bytes or settings.video_bytes
             rate = task.scenario.rate or settings.media_rate
             self._s.media[gen_id] = MediaSpec(
-                kind="mp4", size=size, rate=rate, duration_ms=task.n_frames * 1000 // 30
+                kind="mp4",
+                size=size,
+                rate=rate,
+                duration_ms=task.n_frames * 1000 // 30,
+                width=task.width,
+                height=task.height,
             )
         self._s.drafts[gen_id] = Draft(
             id=gen_id,

@@ -125,6 +125,8 @@ class MediaSpec:
     size: int | None = None  # mp4 bytes; None: the default small file
     rate: float | None = None
     duration_ms: int = 10_000
+    width: int = 0  # the promised frame size, for the picture's orientation; 0: landscape
+    height: int = 0
 
 
 @dataclass(slots=True)

@@ -9,7 +9,7 @@ from aiohttp import web
 from .common import state_of
 from .faults import expired_url_response, json_response, wait_unless_gone
 from .keys import MEDIA_FAULT
-from .media import DEFAULT_MP4_BYTES, Mp4, RangeError, colour_for, parse_range, png
+from .media import DEFAULT_MP4_BYTES, Mp4, RangeError, parse_range, pattern_png
 from .records import Fault, MediaSpec
 
 _CHUNK = 256 * 1024
@@ -46,7 +46,8 @@ async def media(request: web.Request) -> web.StreamResponse:
     if fault is not None and fault.kind in _NOT_THE_FILE:
         return _not_the_file(fault, "video/mp4" if filename.endswith(".mp4") else "image/png")
     if filename in _PNG_NAMES:
-        body = png(colour_for(f"{key}/{filename}"))
+        # A thumbnail shows its video's colours and orientation; avatars are square.
+        body = pattern_png(key, spec.width, spec.height)
         if fault is not None and fault.kind == "stall_body":
             return await _stall(request, body, "image/png", float(fault.params.get("seconds", 600)))
         return web.Response(
@@ -74,7 +75,13 @@ async def stream_mp4(request: web.Request, spec: MediaSpec, seed: str) -> web.St
     """Stream a generated MP4 in chunks, with optional Range, throttling and media faults."""
     state = state_of(request)
     settings = state.settings
-    mp4 = Mp4(size=spec.size or DEFAULT_MP4_BYTES, seed=seed, duration_ms=spec.duration_ms)
+    mp4 = Mp4(
+        size=spec.size or DEFAULT_MP4_BYTES,
+        seed=seed,
+        duration_ms=spec.duration_ms,
+        width=spec.width,
+        height=spec.height,
+    )
     total = mp4.total
     start, end, status = 0, total, 200
     range_header = request.headers.get("Range")

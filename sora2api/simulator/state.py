@@ -101,7 +101,10 @@ class SimState:
         for post in posts:
             self.posts[post.id] = post
             self.media[post.generation_id] = MediaSpec(
-                kind="mp4", duration_ms=post.n_frames * 1000 // 30
+                kind="mp4",
+                duration_ms=post.n_frames * 1000 // 30,
+                width=post.width,
+                height=post.height,
             )
 
     def reset(self, *, keep_accounts: bool = False) -> None:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import aiosqlite
 
+from .api_keys import ApiKeyRow, ApiKeys
 from .base import Row, StoreBase
 from .characters import CharacterRow, Characters
-from .job_reads import JobReads
+from .jobs import JobRow, Jobs
 from .migrations import CURRENT_VERSION
 from .request_log import LogRow, RequestCounts, RequestLogs
 from .sessions import SessionRow, Sessions
 from .settings import SettingRow, SettingsTable
 from .stats import JobCount, Stats
 from .tokens import TokenRow, Tokens
+from .usage import Amount, Usage
 
 
 class Store(StoreBase):
@@ -27,16 +29,21 @@ class Store(StoreBase):
         self.request_log = RequestLogs(self)
         self.settings = SettingsTable(self)
         self.stats = Stats(self)
-        # jobs repository: the panel's and retention's reads until store/jobs.py takes them.
-        self.job_reads = JobReads(self)
+        self.jobs = Jobs(self)
+        self.api_keys = ApiKeys(self)
+        self.usage = Usage(self)
 
 
 __all__ = [
     "CURRENT_VERSION",
+    "Amount",
+    "ApiKeyRow",
+    "ApiKeys",
     "CharacterRow",
     "Characters",
     "JobCount",
-    "JobReads",
+    "JobRow",
+    "Jobs",
     "LogRow",
     "RequestCounts",
     "RequestLogs",
@@ -49,4 +56,5 @@ __all__ = [
     "Store",
     "TokenRow",
     "Tokens",
+    "Usage",
 ]

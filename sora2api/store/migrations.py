@@ -207,6 +207,62 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tokens ADD COLUMN models TEXT NOT NULL DEFAULT '';
     CREATE INDEX tokens_provider ON tokens(provider);
     """,
+    # 8: API keys and usage. api_keys holds each key's SHA-256 (never the key) and its
+    # settings; every job records the key that created it, its provider and what it measures
+    # (video seconds, images, the upstream's own usage JSON). `usage` is a ledger written by a
+    # trigger when a job reaches a final status: it outlives the job row, so deleting a job (or
+    # retention pruning it) cannot give a key its daily allowance back.
+    """
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        name TEXT NOT NULL,
+        key_hash TEXT NOT NULL UNIQUE,
+        key_hint TEXT NOT NULL,
+        webhook_secret TEXT NOT NULL,
+        models TEXT,
+        expires_at REAL,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        limits TEXT NOT NULL DEFAULT '{}',
+        webhook_urls TEXT NOT NULL DEFAULT '[]',
+        progress_format TEXT,
+        content_format TEXT,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    ALTER TABLE jobs ADD COLUMN key_id INTEGER;
+    ALTER TABLE jobs ADD COLUMN provider TEXT NOT NULL DEFAULT 'sora';
+    ALTER TABLE jobs ADD COLUMN video_seconds REAL NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN images INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN upstream_usage TEXT;
+    CREATE INDEX jobs_key_kind_created ON jobs(key_id, kind, created_at, id)
+        WHERE key_id IS NOT NULL;
+    CREATE INDEX jobs_key_status ON jobs(key_id, status) WHERE key_id IS NOT NULL;
+    CREATE TABLE usage (
+        job_id TEXT PRIMARY KEY,
+        key_id INTEGER,
+        provider TEXT NOT NULL,
+        token_id INTEGER,
+        model TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        video_seconds REAL NOT NULL,
+        images INTEGER NOT NULL,
+        upstream_usage TEXT,
+        state TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        finished_at REAL NOT NULL
+    );
+    CREATE INDEX usage_key_finished ON usage(key_id, finished_at);
+    CREATE INDEX usage_finished ON usage(finished_at);
+    CREATE TRIGGER jobs_usage AFTER UPDATE OF status ON jobs
+        WHEN NEW.status IN ('completed', 'failed', 'cancelled')
+        AND OLD.status IS NOT NEW.status BEGIN
+        INSERT OR REPLACE INTO usage (job_id, key_id, provider, token_id, model, kind,
+            video_seconds, images, upstream_usage, state, created_at, finished_at)
+        VALUES (NEW.id, NEW.key_id, NEW.provider, NEW.token_id, NEW.model, NEW.kind,
+            NEW.video_seconds, NEW.images, NEW.upstream_usage, NEW.status, NEW.created_at,
+            COALESCE(NEW.completed_at, NEW.updated_at, NEW.created_at));
+    END;
+    """,
 )
 
 CURRENT_VERSION = len(MIGRATIONS)

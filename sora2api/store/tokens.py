@@ -107,6 +107,14 @@ class Tokens:
         row = await self._db.fetchone("SELECT id FROM tokens WHERE access_token = ?", (at,))
         return int(row["id"]) if row is not None else None
 
+    async def id_by_account(self, provider: str, key: str, base_url: str) -> int | None:
+        """The row of another provider's account: the same key at the same base URL."""
+        row = await self._db.fetchone(
+            "SELECT id FROM tokens WHERE provider = ? AND access_token = ? AND base_url = ?",
+            (provider, key, base_url),
+        )
+        return int(row["id"]) if row is not None else None
+
     async def proxy_of_email(self, email: str) -> str | None:
         """The proxy a known account is reached through (None: unknown, or none set)."""
         row = await self._db.fetchone(

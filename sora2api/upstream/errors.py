@@ -66,6 +66,7 @@ class UpstreamFailure(Exception):
         endpoint: str = "",
         retry_after: float | None = None,
         sent: bool = True,
+        upstream: str = "Sora",
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -76,6 +77,8 @@ class UpstreamFailure(Exception):
         self.retry_after = retry_after
         # False when the request provably never reached the backend (safe to resend a create).
         self.sent = sent
+        # Who answered, as the user-facing text names it (a provider passes its own label).
+        self.upstream = upstream
         # Set once the pool has been told, so a failure shared by many jobs is counted once.
         self.reported = False
 
@@ -89,22 +92,23 @@ class UpstreamFailure(Exception):
 
     def describe(self) -> str:
         """The text a user sees: the class, the status and the upstream's reason."""
+        who = self.upstream
         label = {
             Kind.TOKEN_INVALID: "Token invalid",
             Kind.TOKEN_EXPIRED: "Token expired",
-            Kind.RATE_LIMITED: "Rate limited by Sora",
+            Kind.RATE_LIMITED: f"Rate limited by {who}",
             Kind.QUOTA_EXHAUSTED: "Video quota exhausted",
-            Kind.HEAVY_LOAD: "Sora is under heavy load",
+            Kind.HEAVY_LOAD: f"{who} is under heavy load",
             Kind.CLOUDFLARE: "Blocked by Cloudflare (anti-bot page); try a proxy for this token",
-            Kind.SENTINEL: "Blocked by Sora's sentinel check",
-            Kind.COUNTRY: "Sora is not available in this account's region",
+            Kind.SENTINEL: f"Blocked by {who}'s sentinel check",
+            Kind.COUNTRY: f"{who} is not available in this account's region",
             Kind.CONTENT_POLICY: "Content policy violation",
-            Kind.BAD_REQUEST: "Sora rejected the request",
+            Kind.BAD_REQUEST: f"{who} rejected the request",
             Kind.NOT_FOUND: "Not found upstream",
-            Kind.SERVER: "Sora server error",
-            Kind.MALFORMED: "Unreadable response from Sora",
-            Kind.TIMEOUT: "Sora did not answer in time",
-            Kind.TRANSPORT: "Could not reach Sora",
+            Kind.SERVER: f"{who} server error",
+            Kind.MALFORMED: f"Unreadable response from {who}",
+            Kind.TIMEOUT: f"{who} did not answer in time",
+            Kind.TRANSPORT: f"Could not reach {who}",
         }[self.kind]
         where = f" on {self.endpoint}" if self.endpoint else ""
         status = f" (HTTP {self.status})" if self.status else ""

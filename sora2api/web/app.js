@@ -4,6 +4,7 @@ import { api, apiKey, session, setAuthErrorHandler } from "./api.js";
 import { clear, field, h, notify, submitForm } from "./dom.js";
 import * as characters from "./characters.js";
 import * as jobs from "./jobs.js";
+import * as apiKeys from "./keys.js";
 import * as playground from "./playground.js";
 import * as settings from "./settings.js";
 import * as tokens from "./tokens.js";
@@ -14,6 +15,8 @@ const PAGES = {
   jobs: { title: "Jobs", render: jobs.renderJobs },
   logs: { title: "Logs", render: jobs.renderLogs },
   characters: { title: "Characters", render: characters.render },
+  keys: { title: "API keys", render: apiKeys.renderKeys },
+  usage: { title: "Usage", render: apiKeys.renderUsage },
   settings: { title: "Settings", render: settings.render },
   playground: { title: "Playground", render: playground.render },
 };

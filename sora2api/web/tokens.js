@@ -1,6 +1,9 @@
-// Tokens page: the pool with each token's status and reason, add / import / export, tests,
-// enable / disable, edit limits and proxy, delete.
+// Tokens page: the pool (Sora tokens and other providers' accounts) with each one's status and
+// reason, add / import / export, tests, enable / disable, edit limits, proxy and models, delete.
 
+export { guessKind } from "./accounts.js";
+
+import { limitInput, limitValue, modelList, openAdd } from "./accounts.js";
 import { api, listOf } from "./api.js";
 import {
   act, badge, button, clear, confirmDialog, emptyRow, field, fmtRelative, fmtTime, fmtValue, h, modal, notify, submitForm,
@@ -9,22 +12,6 @@ import {
 
 const REFRESH_MS = 10000;
 const STATUS_TONE = { active: "ok", disabled: "neutral", expired: "bad", invalid: "bad", cooldown: "warn" };
-
-/** Mirror of the server's classify_credential, only to tell the admin what they pasted. */
-export function guessKind(text) {
-  const raw = text.trim();
-  const prefix = /^(at|st|rt)\s*[:=]\s*/i.exec(raw);
-  if (prefix) return prefix[1].toLowerCase();
-  if (!raw) return "";
-  const parts = raw.split(".");
-  if (parts.length === 3 && parts.every(Boolean)) return "at";
-  if (parts.length === 5 || (parts.length >= 3 && !parts[1])) return "st";
-  if (raw.startsWith("rt_") || raw.startsWith("v1.")) return "rt";
-  if (parts.length === 1) return raw.length >= 200 ? "st" : "rt";
-  return "";
-}
-
-const KIND_NAMES = { at: "access token (AT)", st: "session token (ST)", rt: "refresh token (RT)" };
 
 export function render(root) {
   const stats = h("div", { class: "stats", id: "stats" });
@@ -166,6 +153,20 @@ function availability(t) {
   return h("div", { class: "muted small" }, notes.map(([k, v]) => `${k}: ${v}`).join("; "));
 }
 
+const isSora = (t) => !t.provider || t.provider === "sora";
+
+/** Where a provider account points and which models it serves (and may use). */
+function providerNotes(t) {
+  const served = t.served_models || [];
+  return h(
+    "div",
+    { class: "provider-notes" },
+    h("div", { class: "mono small" }, t.base_url || ""),
+    h("div", { class: "small" }, `serves: ${served.length ? served.join(", ") : "no models reported"}`),
+    t.models ? h("div", { class: "small warn" }, `restricted to: ${t.models.join(", ")}`) : null,
+  );
+}
+
 function tokenRow(t, reload) {
   const limits = t.limits || {};
   const busy = t.busy || {};
@@ -177,7 +178,8 @@ function tokenRow(t, reload) {
     h(
       "td",
       { class: "account" },
-      h("div", { class: "strong" }, t.email || "(no email)"),
+      h("div", { class: "strong" }, t.email || t.name || (isSora(t) ? "(no email)" : t.provider)),
+      isSora(t) ? null : providerNotes(t),
       t.username ? h("div", { class: "muted small" }, `@${t.username}`) : null,
       t.remark ? h("div", { class: "remark" }, t.remark) : null,
     ),
@@ -192,14 +194,14 @@ function tokenRow(t, reload) {
       "td",
       {},
       h("div", {}, t.plan_title || t.plan_type || "—"),
-      h("div", { class: "small" }, t.sora2_supported ? badge("Sora 2", "ok") : badge("no Sora 2", "neutral")),
+      h("div", { class: "small" }, !isSora(t) ? badge(t.provider, "neutral") : t.sora2_supported ? badge("Sora 2", "ok") : badge("no Sora 2", "neutral")),
     ),
     h(
       "td",
       {},
       h("div", { class: "mono small" }, t.access_token || "—"),
-      h("div", { class: "small", title: fmtTime(t.at_expires) }, t.at_expires ? `expires ${fmtRelative(t.at_expires)}` : "no expiry known"),
-      h("div", { class: "muted small" }, [t.has_session_token ? "ST" : null, t.has_refresh_token ? "RT" : null].filter(Boolean).join(" + ") || "AT only"),
+      isSora(t) ? h("div", { class: "small", title: fmtTime(t.at_expires) }, t.at_expires ? `expires ${fmtRelative(t.at_expires)}` : "no expiry known") : null,
+      h("div", { class: "muted small" }, isSora(t) ? [t.has_session_token ? "ST" : null, t.has_refresh_token ? "RT" : null].filter(Boolean).join(" + ") || "AT only" : "API key"),
     ),
     h(
       "td",
@@ -239,7 +241,7 @@ function rowActions(t, reload) {
       ? button("Enable", post("enable", `Token ${id} enabled`), "btn btn-small")
       : button("Disable", post("disable", `Token ${id} disabled`), "btn btn-small"),
     t.has_session_token || t.has_refresh_token ? button("Refresh", post("refresh", `Token ${id} refreshed`), "btn btn-small") : null,
-    t.sora2_supported ? null : button("Activate", () => openActivate(t, reload), "btn btn-small"),
+    t.sora2_supported || !isSora(t) ? null : button("Activate", () => openActivate(t, reload), "btn btn-small"),
     button("Edit", () => openEdit(t, reload), "btn btn-small"),
     button(
       "Delete",
@@ -252,70 +254,6 @@ function rowActions(t, reload) {
       "btn btn-small btn-danger",
     ),
   );
-}
-
-// -- add ------------------------------------------------------------------------------------
-
-function limitInput(name, value) {
-  return h("input", { name, type: "number", min: 0, step: 1, inputmode: "numeric", placeholder: "default", value: value ?? "" });
-}
-
-function limitValue(input) {
-  return input.value.trim() === "" ? null : Number(input.value);
-}
-
-function openAdd(reload) {
-  const credential = h("textarea", { name: "credential", rows: 4, required: true, spellcheck: "false", autocomplete: "off", placeholder: "eyJhbGciOi… (AT), a session token (ST) or rt_… (RT)" });
-  const kind = h(
-    "select",
-    { name: "kind" },
-    h("option", { value: "auto" }, "Detect automatically"),
-    h("option", { value: "at" }, "Access token (AT)"),
-    h("option", { value: "st" }, "Session token (ST)"),
-    h("option", { value: "rt" }, "Refresh token (RT)"),
-  );
-  const detected = h("small", { class: "hint" }, "");
-  credential.addEventListener("input", () => {
-    const k = guessKind(credential.value);
-    detected.textContent = credential.value.trim() ? (k ? `Detected: ${KIND_NAMES[k]}` : "Not recognised; pick the kind below") : "";
-  });
-  const remark = h("input", { name: "remark", maxlength: 500 });
-  const proxy = h("input", { name: "proxy", placeholder: "http://host:port or socks5://user:pass@host:port", autocomplete: "off" });
-  const imageLimit = limitInput("image_concurrency");
-  const videoLimit = limitInput("video_concurrency");
-  const error = h("p", { class: "form-error", role: "alert" });
-  const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Add token");
-  const form = h(
-    "form",
-    { class: "form", id: "add-token-form" },
-    field("Credential", credential),
-    detected,
-    field("Kind", kind),
-    field("Remark", remark),
-    field("Proxy (optional)", proxy),
-    h("div", { class: "field-row" }, field("Image concurrency", imageLimit), field("Video concurrency", videoLimit)),
-    error,
-    h("div", { class: "actions" }, submit),
-  );
-  const dialog = modal("Add a token", form);
-  form.addEventListener("submit", async (ev) => {
-    ev.preventDefault();
-    error.textContent = "";
-    const raw = credential.value.trim().replace(/^(at|st|rt)\s*[:=]\s*/i, "");
-    const k = kind.value === "auto" ? guessKind(credential.value) || "at" : kind.value;
-    const body = { [k === "at" ? "token" : k]: raw, remark: remark.value };
-    if (proxy.value.trim()) body.proxy = proxy.value.trim();
-    if (limitValue(imageLimit) !== null) body.image_concurrency = limitValue(imageLimit);
-    if (limitValue(videoLimit) !== null) body.video_concurrency = limitValue(videoLimit);
-    await submitForm(submit, error, async () => {
-      const data = await api("POST", "/api/tokens", body);
-      notify(data.message || "Token added", "ok");
-      for (const w of data.warnings || []) notify(`Warning: ${w}`, "error");
-      dialog.close();
-      reload();
-    });
-  });
-  credential.focus();
 }
 
 // -- import / export -------------------------------------------------------------------------
@@ -449,6 +387,7 @@ function openEdit(t, reload) {
   const videoLimit = limitInput("video_concurrency", t.video_concurrency);
   const imageOn = h("input", { type: "checkbox", name: "image_enabled", checked: t.image_enabled !== false });
   const videoOn = h("input", { type: "checkbox", name: "video_enabled", checked: t.video_enabled !== false });
+  const models = isSora(t) ? null : h("input", { name: "models", autocomplete: "off", value: (t.models || []).join(", "), placeholder: "every served model" });
   const error = h("p", { class: "form-error", role: "alert" });
   const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Save");
   const testProxy = button("Test proxy", async (ev) => {
@@ -475,6 +414,7 @@ function openEdit(t, reload) {
     ),
     h("label", { class: "check" }, imageOn, " Use for images"),
     h("label", { class: "check" }, videoOn, " Use for videos"),
+    models ? field("Models", models, `Comma-separated; empty: every served model (${(t.served_models || []).join(", ") || "none reported"}).`) : null,
     error,
     h("div", { class: "actions" }, submit),
   );
@@ -490,6 +430,7 @@ function openEdit(t, reload) {
       video_enabled: videoOn.checked,
     };
     // The listed proxy is masked: send one only when the admin typed a new one or cleared it.
+    if (models) body.models = modelList(models.value);
     if (clearProxy.checked) body.proxy = "";
     else if (proxy.value.trim()) body.proxy = proxy.value.trim();
     await submitForm(submit, error, async () => {

@@ -138,7 +138,13 @@ def _video(ps: ProviderState, task: ProviderTask, origin: str) -> dict[str, Any]
         uri = f"{origin}/{task.api_version}/files/{file_id(task)}:download?alt=media"
         return {"type": "video", "uri": uri, "mime_type": "video/mp4"}
     spec = ps.sim.media.get(task.id) or MediaSpec(kind="mp4")
-    mp4 = Mp4(size=spec.size or DEFAULT_MP4_BYTES, seed=f"{task.id}/video")
+    mp4 = Mp4(
+        size=spec.size or DEFAULT_MP4_BYTES,
+        seed=f"{task.id}/video",
+        duration_ms=spec.duration_ms,
+        width=spec.width,
+        height=spec.height,
+    )
     return {
         "type": "video",
         "data": base64.b64encode(mp4.to_bytes()).decode(),

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ..common import bearer, incoming
 from ..faults import json_response
-from ..media import colour_for, png, sniff_image
+from ..media import pattern_png, sniff_image
 from ..records import MediaSpec
 from ..routes_media import stream_mp4
 from .state import (
@@ -321,7 +321,9 @@ async def content(request: web.Request) -> web.StreamResponse:
         )
     variant = request.query.get("variant", "video")
     if variant in ("thumbnail", "spritesheet"):
-        return web.Response(body=png(colour_for(f"{task.id}/{variant}")), content_type="image/png")
+        spec = ps.sim.media.get(task.id) or MediaSpec(kind="mp4")
+        body = pattern_png(task.id, spec.width, spec.height)  # the video's colours and shape
+        return web.Response(body=body, content_type="image/png")
     if variant != "video":
         raise _fail(request, 400, f"Invalid variant {variant!r}.", "invalid_value", "variant")
     spec = ps.sim.media.get(task.id) or MediaSpec(kind="mp4")

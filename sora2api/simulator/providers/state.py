@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import SimError
+from ..media import video_shape
 from ..records import MediaSpec, Scenario, Task
 from ..state import SimState
 from ..tasks import Phase, phase
@@ -184,7 +185,9 @@ class ProviderState:
         )
         task = ProviderTask(task_id, provider, account.name, model, core, params, sim.wall())
         self.tasks[task_id] = task
-        sim.media[task_id] = MediaSpec(kind="mp4", size=scenario.video_bytes, rate=scenario.rate)
+        sim.media[task_id] = MediaSpec(
+            kind="mp4", size=scenario.video_bytes, rate=scenario.rate, **video_shape(params)
+        )
         return task
 
     def phase(self, task: ProviderTask) -> Phase:

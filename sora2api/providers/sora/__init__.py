@@ -1,0 +1,1 @@
+"""The Sora provider: its token lifecycle (account.py, refresh.py, probe.py)."""
