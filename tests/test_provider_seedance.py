@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -410,6 +409,7 @@ async def test_rate_limit_carries_retry_after(ark: Ark) -> None:
         ark.provider.submit(ark.http, ark.account, Submission(ark.spec(), "kite"))
     )
     assert failure.kind is Kind.RATE_LIMITED and failure.retry_after == 17.0
+    assert failure.describe().startswith("Rate limited by Seedance (HTTP 429)")
     assert failure.token_reaction == "cooldown" and failure.switch_token
 
 
@@ -472,23 +472,7 @@ async def test_unreachable_ark_is_transport_not_sent(ark: Ark, unused_tcp_port: 
 
 
 # --- end to end through the app ----------------------------------------------------------------
-# These need the generic provider job flow (p10-core: sora2api/registry.py serving "seedance")
-# and provider accounts at POST /api/tokens (p10-accounts). Until both are merged and Seedance
-# is registered there, they are skipped; the lead removes nothing, they start running.
-
-
-def _flow_serves_seedance() -> bool:
-    try:
-        registry = importlib.import_module("sora2api.registry")
-    except ImportError:
-        return False
-    return "seedance" in getattr(registry, "PROVIDERS", {})
-
-
-e2e = pytest.mark.skipif(
-    not _flow_serves_seedance(),
-    reason="the generic provider flow (p10-core) is not on this branch's main yet",
-)
+# The generic provider job flow (sora2api/flows/tasks.py) runs Seedance like any provider.
 
 
 async def until(check: Callable[[], bool], within: float = 30) -> None:
@@ -556,7 +540,6 @@ async def app(
     return App(client, sim, ps, sim.url + "/api/v3")
 
 
-@e2e
 async def test_e2e_wrong_key_at_add_is_a_400_with_arks_reason(app: App) -> None:
     status, body = await app.add("ark-wrong-key")
     assert status == 400, body
@@ -566,7 +549,6 @@ async def test_e2e_wrong_key_at_add_is_a_400_with_arks_reason(app: App) -> None:
     assert "ark-wrong-key" not in await listed.text()
 
 
-@e2e
 async def test_e2e_videos_with_a_seedance_model_maps_fields_and_creates_once(app: App) -> None:
     await app.add_ok("ark1")
     image = "data:image/png;base64," + base64.b64encode(png((200, 40, 40), 64)).decode()
@@ -587,7 +569,6 @@ async def test_e2e_videos_with_a_seedance_model_maps_fields_and_creates_once(app
     assert status == 200 and data[4:8] == b"ftyp"
 
 
-@e2e
 async def test_e2e_refuses_what_the_model_cannot_do_without_a_create(app: App) -> None:
     await app.add_ok("ark1")
     resp = await app.client.post(
@@ -598,7 +579,6 @@ async def test_e2e_refuses_what_the_model_cannot_do_without_a_create(app: App) -
     assert app.creates() == []
 
 
-@e2e
 async def test_e2e_chat_with_an_alias(app: App) -> None:
     await app.add_ok("ark1")
     body = {
@@ -615,7 +595,6 @@ async def test_e2e_chat_with_an_alias(app: App) -> None:
     assert (create.json["ratio"], create.json["resolution"]) == ("9:16", "720p")
 
 
-@e2e
 async def test_e2e_cached_bytes_outlive_the_signed_link(app: App) -> None:
     app.ps.settings.url_ttl = 60
     await app.add_ok("ark1")
@@ -628,7 +607,6 @@ async def test_e2e_cached_bytes_outlive_the_signed_link(app: App) -> None:
     assert len(app.sim.state.calls("GET", "/media/*")) == fetched  # served from our cache
 
 
-@e2e
 @pytest.mark.parametrize("where", ["input", "output"])
 async def test_e2e_safety_block_fails_once_without_switching(app: App, where: str) -> None:
     await app.add_ok("ark1")
@@ -645,7 +623,6 @@ async def test_e2e_safety_block_fails_once_without_switching(app: App, where: st
     assert len(app.creates()) == 1  # content policy is never retried on another key
 
 
-@e2e
 async def test_e2e_rate_limit_fails_over_to_the_second_key(app: App) -> None:
     await app.add_ok("ark1")
     await app.add_ok("ark2")
@@ -673,7 +650,6 @@ async def test_e2e_rate_limit_fails_over_to_the_second_key(app: App) -> None:
     assert "cool" in tokens.lower()
 
 
-@e2e
 async def test_e2e_cancel_reaches_ark(app: App) -> None:
     await app.add_ok("ark1")
     app.ps.settings.queue_seconds = 10_000  # stays queued: Ark cancels only queued tasks
@@ -693,7 +669,6 @@ async def test_e2e_cancel_reaches_ark(app: App) -> None:
     assert app.ps.tasks[task_id].cancelled_at is not None
 
 
-@e2e
 async def test_e2e_restart_mid_job_resumes_without_a_second_create(
     sim: Sim,
     tmp_path: Path,

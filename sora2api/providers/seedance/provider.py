@@ -12,7 +12,7 @@ from aiohttp import ClientSession
 from ...upstream.errors import Kind, UpstreamFailure
 from ..base import Account, AccountInfo, ModelSpec, Output, Submission, TaskState, TaskStatus
 from . import models
-from .wire import call, failure_kind
+from .wire import call, fail, failure_kind
 
 TASKS = "/contents/generations/tasks"
 # Ark's task states -> ours; "expired" is Ark giving up on a task that never ran.
@@ -38,7 +38,7 @@ _OPTIONS: dict[str, type] = {
 
 def _refuse(message: str) -> UpstreamFailure:
     # Our own validation: nothing was sent, so the client gets a 400 and no quota is spent.
-    return UpstreamFailure(Kind.BAD_REQUEST, message, sent=False)
+    return fail(Kind.BAD_REQUEST, message, sent=False)
 
 
 def _data_url(data: bytes, content_type: str) -> str:
@@ -46,7 +46,7 @@ def _data_url(data: bytes, content_type: str) -> str:
 
 
 def build_body(sub: Submission) -> dict[str, Any]:
-    """The create body for one submission; UpstreamFailure(BAD_REQUEST, sent=False) if refused."""
+    """The create body for one submission; fail(BAD_REQUEST, sent=False) if refused."""
     c = models.caps(sub.model.upstream)
     content: list[dict[str, Any]] = []
     if sub.prompt:
@@ -105,11 +105,11 @@ def _str(value: object) -> str:
 def parse_task(data: Any, endpoint: str) -> TaskStatus:
     """One GET .../tasks/{id} answer, read leniently."""
     if not isinstance(data, dict):
-        raise UpstreamFailure(Kind.MALFORMED, "expected a task object", endpoint=endpoint)
+        raise fail(Kind.MALFORMED, "expected a task object", endpoint=endpoint)
     stage = _str(data.get("status"))
     state = _STATES.get(stage)
     if state is None:
-        raise UpstreamFailure(Kind.MALFORMED, f"unknown task status {stage!r}", endpoint=endpoint)
+        raise fail(Kind.MALFORMED, f"unknown task status {stage!r}", endpoint=endpoint)
     usage_raw = data.get("usage")
     usage = (
         {k: v for k, v in usage_raw.items() if isinstance(v, int | float)}
@@ -120,7 +120,7 @@ def parse_task(data: Any, endpoint: str) -> TaskStatus:
         content = data.get("content")
         url = _str(content.get("video_url")) if isinstance(content, dict) else ""
         if not url:
-            raise UpstreamFailure(
+            raise fail(
                 Kind.MALFORMED, "a succeeded task without content.video_url", endpoint=endpoint
             )
         # A signed link (valid ~24 h) that needs no key: the engine caches it at once.
@@ -132,7 +132,7 @@ def parse_task(data: Any, endpoint: str) -> TaskStatus:
 
 def _task_failure(data: dict[str, Any], stage: str) -> UpstreamFailure:
     if stage == "expired":
-        return UpstreamFailure(
+        return fail(
             Kind.SERVER,
             "Ark expired the task before it ran (execution_expires_after passed)",
             code="expired",
@@ -140,7 +140,7 @@ def _task_failure(data: dict[str, Any], stage: str) -> UpstreamFailure:
     err = data.get("error")
     code = _str(err.get("code")) if isinstance(err, dict) else ""
     message = _str(err.get("message")) if isinstance(err, dict) else ""
-    return UpstreamFailure(
+    return fail(
         failure_kind(code or None, None),
         message or code or "the task failed without a reason",
         code=code or None,
@@ -181,9 +181,7 @@ class SeedanceProvider:
             limit=self.request_timeout,
         )
         if not isinstance(data, dict) or not isinstance(data.get("items", []), list):
-            raise UpstreamFailure(
-                Kind.MALFORMED, "expected {items, total}", endpoint=f"GET {TASKS}"
-            )
+            raise fail(Kind.MALFORMED, "expected {items, total}", endpoint=f"GET {TASKS}")
         served = served_models(account.base_url)
         byteplus = (urlsplit(account.base_url).hostname or "").endswith("bytepluses.com")
         name = "BytePlus ModelArk" if byteplus else "Volcengine Ark"
@@ -197,9 +195,7 @@ class SeedanceProvider:
         task_id = data.get("id") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
             # 2xx without an id: the task may exist, so this stays "sent" and is never resent.
-            raise UpstreamFailure(
-                Kind.MALFORMED, "create answered without an id", endpoint=f"POST {TASKS}"
-            )
+            raise fail(Kind.MALFORMED, "create answered without an id", endpoint=f"POST {TASKS}")
         return task_id
 
     async def status(self, http: ClientSession, account: Account, task_id: str) -> TaskStatus:

@@ -11,6 +11,8 @@ import orjson
 from ...upstream.errors import Kind, UpstreamFailure
 from ..base import Account
 
+# How failure texts name this upstream ("Seedance server error", "Rate limited by Seedance").
+WHO = "Seedance"
 # Largest JSON answer read from Ark (a task object is about 1 KB; a list page a few hundred).
 MAX_RESPONSE = 4 << 20
 
@@ -38,6 +40,11 @@ _QUOTA = frozenset(
 _INVALID_KEY = frozenset({"AuthenticationError", "InvalidAccountStatus", "AccessDenied"})
 
 
+def fail(kind: Kind, message: str, **details: Any) -> UpstreamFailure:
+    """An UpstreamFailure that names Seedance as the upstream."""
+    return UpstreamFailure(kind, message, upstream=WHO, **details)
+
+
 def classify(
     status: int, raw: bytes, endpoint: str, retry_after: str | None = None
 ) -> UpstreamFailure:
@@ -62,7 +69,7 @@ def classify(
     kind = failure_kind(code, status)
     if kind is Kind.MALFORMED and code is None and status < 400:
         message = f"unexpected HTTP {status}: {message}"
-    failure = UpstreamFailure(kind, message, status=status, code=code, endpoint=endpoint)
+    failure = fail(kind, message, status=status, code=code, endpoint=endpoint)
     if retry_after is not None:
         try:
             failure.retry_after = max(0.0, float(retry_after))
@@ -98,7 +105,7 @@ def failure_kind(code: str | None, status: int | None) -> Kind:
 def _proxy(account: Account) -> str | None:
     # aiohttp speaks http(s) proxies itself; a SOCKS proxy needs the app's connector session.
     if account.proxy and not account.proxy.startswith(("http://", "https://")):
-        raise UpstreamFailure(
+        raise fail(
             Kind.BAD_REQUEST,
             "this account's proxy is not http(s); Seedance calls support http(s) proxies only",
             sent=False,
@@ -133,23 +140,21 @@ async def call(
                 raw = await _read_capped(resp)
                 status, retry_after = resp.status, resp.headers.get("Retry-After")
     except TimeoutError:
-        raise UpstreamFailure(
-            Kind.TIMEOUT, f"no answer within {limit:g} s", endpoint=endpoint
-        ) from None
+        raise fail(Kind.TIMEOUT, f"no answer within {limit:g} s", endpoint=endpoint) from None
     except aiohttp.ClientConnectorError as exc:
         # Never connected: the request provably did not reach Ark (a create may be resent).
-        raise UpstreamFailure(
+        raise fail(
             Kind.TRANSPORT,
             f"connection failed: {exc.os_error or exc}",
             endpoint=endpoint,
             sent=False,
         ) from None
     except (aiohttp.ClientError, OSError) as exc:
-        raise UpstreamFailure(
+        raise fail(
             Kind.TRANSPORT, f"{type(exc).__name__}: {exc}".rstrip(": "), endpoint=endpoint
         ) from None
     if len(raw) > MAX_RESPONSE:
-        raise UpstreamFailure(
+        raise fail(
             Kind.MALFORMED,
             f"response larger than {MAX_RESPONSE >> 20} MB",
             status=status,
@@ -161,7 +166,7 @@ async def call(
         return orjson.loads(raw) if raw.strip() else {}
     except orjson.JSONDecodeError:
         preview = raw[:120].decode("utf-8", "replace")
-        raise UpstreamFailure(
+        raise fail(
             Kind.MALFORMED, f"expected JSON, got {preview!r}", status=status, endpoint=endpoint
         ) from None
 
