@@ -190,7 +190,7 @@ async def test_a_failed_thumbnail_says_why(ready: TestClient, sim: Sim) -> None:
     assert resp.status == 404, await resp.text()
     err = _error(await resp.json())
     assert err["message"].startswith("The thumbnail could not be cached: "), err
-    assert "500" in err["message"] and "gave no" not in err["message"]
+    assert "500" in err["message"] and "gave no" not in err["message"], err
 
 
 # -- aiohttp's own limits --------------------------------------------------------------------
@@ -200,14 +200,19 @@ async def test_request_line_limit_is_a_clean_400(ready: TestClient) -> None:
     """aiohttp's parser answers a request line over 8190 bytes itself (README: Limits); the answer
     is a 400, the connection closes, and the service keeps serving."""
     host, port = ready.server.host, ready.server.port
-    for length, status in [(8000, b"404"), (9000, b"400")]:
+    cases = [(8000, 0, b"404"), (9000, 0, b"400"), (100, 9000, b"400")]
+    for line, header, status in cases:
         reader, writer = await asyncio.open_connection(host, port)
-        path = "/v1/nope?q=" + "x" * (length - len("GET /v1/nope?q= HTTP/1.1"))
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        path = "/v1/nope?q=" + "x" * (line - len("GET /v1/nope?q= HTTP/1.1"))
+        extra = f"X-Long: {'h' * header}\r\n" if header else ""
+        request = f"GET {path} HTTP/1.1\r\nHost: x\r\n{extra}Connection: close\r\n\r\n"
+        writer.write(request.encode())
         await writer.drain()
         raw = await asyncio.wait_for(reader.read(), 30)
         writer.close()
         await writer.wait_closed()
         assert raw.split(b" ", 2)[1] == status, raw[:300]
+        if status == b"404":  # what the application answers: the envelope
+            assert b'"error"' in raw and b"application/json" in raw, raw[:300]
     resp = await ready.get("/v1/models", headers=KEY)
     assert resp.status == 200
