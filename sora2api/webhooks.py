@@ -131,6 +131,8 @@ class Outbox:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self._bootstrap_secret = ""
         self._next_prune = 0.0
+        # Set (and replaced) after every recorded attempt: what a test or a waiter can await.
+        self._recorded = asyncio.Event()
 
     async def load(self) -> None:
         """Read (or create, once) the bootstrap key's signing secret."""
@@ -147,6 +149,11 @@ class Outbox:
     def wake(self) -> None:
         """A job ended (its deliveries are already in the outbox): look now."""
         self._wake.set()
+
+    @property
+    def recorded(self) -> asyncio.Event:
+        """Set once the next attempt is recorded (take it before checking, then await it)."""
+        return self._recorded
 
     async def backlog(self) -> int:
         """Deliveries still to make (for /metrics)."""
@@ -202,6 +209,8 @@ class Outbox:
         finally:
             self._inflight.pop(row.id, None)
             self._wake.set()  # a slot is free and the row's next time changed
+            recorded, self._recorded = self._recorded, asyncio.Event()
+            recorded.set()
 
     async def _attempt(self, row: DeliveryRow) -> None:
         cfg = self._settings.current.webhooks
