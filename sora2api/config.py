@@ -153,7 +153,7 @@ class WebhooksConfig:
     # Seconds one delivery may take (connect, send, read the answer); bytes of the answer read.
     timeout: float = 15.0
     max_response_kb: int = 64
-    # Deliveries sent at once (each one webhook at most once at a time).
+    # Deliveries sent at once (one at a time per delivery and per URL).
     concurrency: int = 4
     # Days a finished (delivered or given-up) delivery stays listed.
     keep_days: int = 30

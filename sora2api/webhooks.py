@@ -33,6 +33,8 @@ BOOTSTRAP_SECRET = "webhooks.bootstrap_secret"
 MAX_URL_LENGTH = 2000
 # Seconds between two prunes of finished deliveries past [webhooks] keep_days.
 _PRUNE_INTERVAL = 3600.0
+# Seconds before the sender tries again after its own failure (the database, most likely).
+_ERROR_PAUSE = 5.0
 
 
 def new_secret() -> str:
@@ -112,7 +114,8 @@ def _printable(text: str, limit: int = 200) -> str:
 
 class Outbox:
     """Sends pending deliveries: woken by a job that ended and by the next due retry, never by a
-    polling timer. One attempt per delivery at a time, at most [webhooks] concurrency at once."""
+    polling timer. One attempt per delivery and per URL at a time (a receiver that is down is
+    not hammered with its backlog), at most [webhooks] concurrency at once."""
 
     def __init__(
         self,
@@ -128,7 +131,8 @@ class Outbox:
         self._guard = guard
         self._key_secret = key_secret
         self._wake = asyncio.Event()
-        self._inflight: dict[str, asyncio.Task[None]] = {}
+        # Deliveries being sent: id → (task, URL). One per delivery and one per URL at a time.
+        self._inflight: dict[str, tuple[asyncio.Task[None], str]] = {}
         self._bootstrap_secret = ""
         self._next_prune = 0.0
         # Set (and replaced) after every recorded attempt: what a test or a waiter can await.
@@ -164,34 +168,40 @@ class Outbox:
         try:
             while True:
                 self._wake.clear()
-                await self._start_due()
-                await self._maybe_prune()
-                nxt = await self._store.webhooks.next_due(exclude=tuple(self._inflight))
-                timeout = None if nxt is None else max(0.0, nxt - time.time())
+                timeout: float | None
+                try:
+                    await self._start_due()
+                    await self._maybe_prune()
+                    nxt = await self._store.webhooks.next_due(*self._busy())
+                    timeout = None if nxt is None else max(0.0, nxt - time.time())
+                except Exception:
+                    log.exception("the webhook outbox failed; trying again shortly")
+                    timeout = _ERROR_PAUSE
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
                         await self._wake.wait()
         finally:
-            tasks = list(self._inflight.values())
+            tasks = [task for task, _ in self._inflight.values()]
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
 
+    def _busy(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The deliveries being sent, and their URLs."""
+        return tuple(self._inflight), tuple({url for _, url in self._inflight.values()})
+
     async def _start_due(self) -> None:
         free = self._settings.current.webhooks.concurrency - len(self._inflight)
         if free <= 0:
             return
-        rows = await self._store.webhooks.due(time.time(), free + len(self._inflight))
+        rows = await self._store.webhooks.due(time.time(), free, *self._busy())
         for row in rows:
-            if free <= 0:
-                break
-            if row.id in self._inflight:
-                continue  # at most one attempt per webhook at a time
+            if row.url in {url for _, url in self._inflight.values()}:
+                continue  # one delivery per URL at a time: the next waits for this one's end
             task = asyncio.create_task(self._deliver(row), name=f"sora2api.webhook-{row.id}")
-            self._inflight[row.id] = task
-            free -= 1
+            self._inflight[row.id] = (task, row.url)
 
     async def _maybe_prune(self) -> None:
         now = time.time()

@@ -43,6 +43,8 @@ class Receiver:
     def __init__(self) -> None:
         self.got: list[Got] = []
         self.status = 200
+        # Requests to these paths are answered only once their event is set.
+        self.hold: dict[str, asyncio.Event] = {}
         self._changed = asyncio.Condition()
 
     def app(self) -> web.Application:
@@ -56,6 +58,9 @@ class Receiver:
         async with self._changed:
             self.got.append(Got(request.path, dict(request.headers), body, status))
             self._changed.notify_all()
+        gate = self.hold.get(request.path)
+        if gate is not None:
+            await gate.wait()
         return web.Response(status=status, text="ok" if status < 300 else "try later")
 
     async def wait_for(self, n: int, within: float = 30) -> list[Got]:
@@ -334,3 +339,43 @@ async def test_a_delivery_is_given_up_after_max_age(
     assert rows[0].last_error is not None and rows[0].last_error.startswith("Gave up after")
     assert "HTTP 404" in rows[0].last_error and rows[0].attempts == len(rec.got)
     assert await client.app[keys.WEBHOOKS].backlog() == 0
+
+
+async def test_one_delivery_per_url_at_a_time(
+    make_client: MakeClient, sim: Sim, receiver: tuple[Receiver, str]
+) -> None:
+    rec, base = receiver
+    gate = rec.hold["/same"] = asyncio.Event()
+    client = await _ready(make_client, sim, **ALLOWED)
+    await finished(client, await _video(client, KEY, webhook_url=f"{base}/same"))
+    (first,) = await rec.wait_for(1)  # held: its answer waits for the gate
+    await finished(client, await _video(client, KEY, webhook_url=f"{base}/same"))
+    await finished(client, await _video(client, KEY, webhook_url=f"{base}/other"))
+    # The /other event, due after the second /same one, is delivered while /same is busy...
+    rows = await until(client, lambda rows: any(r.status == "delivered" for r in rows))
+    second = next(
+        r for r in rows if r.url == f"{base}/same" and r.id != first.headers["webhook-id"]
+    )
+    # ...and the second /same event was not sent meanwhile.
+    assert second.attempts == 0 and [g.path for g in rec.got].count("/same") == 1
+    gate.set()
+    rows = await until(client, lambda rows: all(r.status == "delivered" for r in rows))
+    same = [g for g in rec.got if g.path == "/same"]
+    assert len(same) == 2 and same[1].headers["webhook-id"] == second.id
+    assert all(r.attempts == 1 for r in rows)
+
+
+async def test_a_deleted_keys_deliveries_are_given_up(
+    make_client: MakeClient, sim: Sim, receiver: tuple[Receiver, str]
+) -> None:
+    rec, base = receiver
+    rec.status = 503
+    client = await _ready(make_client, sim, **ALLOWED)
+    created, headers = await new_key(client, webhook_urls=[f"{base}/k"])
+    await finished(client, await _video(client, headers))
+    await until(client, lambda rows: bool(rows) and rows[0].attempts >= 1)
+    admin = await admin_headers(client)
+    assert (await client.delete(f"/api/admin/keys/{created['id']}", headers=admin)).status == 200
+    rows = await until(client, lambda rows: rows[0].status == "failed")
+    assert rows[0].last_error is not None and "deleted" in rows[0].last_error
+    assert all(verify(created["webhook_secret"], g.headers, g.body) for g in rec.got)

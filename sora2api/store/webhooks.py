@@ -44,6 +44,15 @@ class DeliveryRow:
 _FIELDS = tuple(f.name for f in fields(DeliveryRow))
 
 
+_NOT_BUSY = (
+    "id NOT IN (SELECT value FROM json_each(?)) AND url NOT IN (SELECT value FROM json_each(?))"
+)
+
+
+def _busy(ids: tuple[str, ...], urls: tuple[str, ...]) -> tuple[str, str]:
+    return orjson.dumps(list(ids)).decode(), orjson.dumps(list(urls)).decode()
+
+
 def _rows(rows: Iterable[Row]) -> list[DeliveryRow]:
     return [DeliveryRow.of(r) for r in rows]
 
@@ -60,23 +69,32 @@ class Webhooks:
         )
         return DeliveryRow.of(row) if row is not None else None
 
-    async def due(self, now: float, limit: int) -> list[DeliveryRow]:
-        """Pending deliveries whose next attempt is due, oldest first."""
+    async def due(
+        self,
+        now: float,
+        limit: int,
+        busy_ids: tuple[str, ...] = (),
+        busy_urls: tuple[str, ...] = (),
+    ) -> list[DeliveryRow]:
+        """Pending deliveries whose next attempt is due, oldest first, leaving out those being
+        sent (`busy_ids`) and those to a URL that has one being sent (`busy_urls`)."""
         return _rows(
             await self._db.fetchall(
                 "SELECT * FROM webhook_deliveries WHERE status = 'pending' AND next_at <= ? "
-                "ORDER BY next_at, id LIMIT ?",
-                (now, limit),
+                f"AND {_NOT_BUSY} ORDER BY next_at, id LIMIT ?",
+                (now, *_busy(busy_ids, busy_urls), limit),
             )
         )
 
-    async def next_due(self, exclude: tuple[str, ...] = ()) -> float | None:
-        """When the earliest pending delivery (other than `exclude`, those being sent) is due;
-        None when nothing is pending."""
+    async def next_due(
+        self, busy_ids: tuple[str, ...] = (), busy_urls: tuple[str, ...] = ()
+    ) -> float | None:
+        """When the earliest pending delivery that is not busy (as in due()) is due; None when
+        there is none (a busy one's end wakes the sender anyway)."""
         row = await self._db.fetchone(
             "SELECT MIN(next_at) AS t FROM webhook_deliveries WHERE status = 'pending' "
-            "AND id NOT IN (SELECT value FROM json_each(?))",
-            (orjson.dumps(list(exclude)).decode(),),
+            f"AND {_NOT_BUSY}",
+            _busy(busy_ids, busy_urls),
         )
         return float(row["t"]) if row and row["t"] is not None else None
 
