@@ -35,6 +35,7 @@ from .settings import Settings
 from .store import Store
 from .upstream.client import SoraClient
 from .urlguard import UrlGuard
+from .webhooks import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,26 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     await engine.close()
 
 
+async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The webhook outbox and its sender task; after the job engine, whose final updates wake it."""
+    store = app[keys.STORE]
+
+    async def key_secret(key_id: int) -> str | None:
+        row = await store.api_keys.get(key_id)
+        return row.webhook_secret if row is not None else None
+
+    outbox = Outbox(app[keys.SETTINGS], store, app[keys.HTTP], app[keys.GUARD], key_secret)
+    await outbox.load()
+    app[keys.WEBHOOKS] = outbox
+    task = asyncio.create_task(outbox.run(), name="sora2api.webhooks")
+    app[keys.JOBS].on_final = outbox.wake
+    yield
+    app[keys.JOBS].on_final = None
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
 async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
     # Started after the job engine: pruned jobs leave its cache of finished answers.
     retention = Retention(
@@ -248,6 +269,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(_tokens_ctx)  # accounts + Sora's background refresh task
     app.cleanup_ctx.append(_jobs_ctx)
+    app.cleanup_ctx.append(_webhooks_ctx)  # the webhook outbox's sender
     # Prunes jobs, deleted characters and request-log rows past their [storage] limits.
     app.cleanup_ctx.append(_retention_ctx)
     # Before aiohttp waits for open requests: end streams cleanly, their jobs resume after restart.

@@ -149,6 +149,23 @@ class ProvidersConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    # Seconds before the first retry of a failed delivery; each next wait is backoff_factor times
+    # longer (5, 30, 180, ... s), capped at max_retry_interval, until max_age after the event.
+    first_retry: float = 5.0
+    backoff_factor: float = 6.0
+    max_retry_interval: float = 21600.0
+    max_age: float = 86400.0
+    # Seconds one delivery may take (connect, send, read the answer); bytes of the answer read.
+    timeout: float = 15.0
+    max_response_kb: int = 64
+    # Deliveries sent at once (one at a time per delivery and per URL).
+    concurrency: int = 4
+    # Days a finished (delivered or given-up) delivery stays listed.
+    keep_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -158,6 +175,7 @@ class Config:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
     providers: ProvidersConfig = field(default_factory=ProvidersConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     # Directory relative paths are resolved against (the config file's folder).
     base_dir: str = "."
     # (section, key) pairs set by SORA2API_* environment variables: the panel shows them locked.
@@ -197,6 +215,7 @@ SECTIONS: dict[str, type[Any]] = {
     "generation": GenerationConfig,
     "pool": PoolConfig,
     "providers": ProvidersConfig,
+    "webhooks": WebhooksConfig,
 }
 
 _ENV_PREFIX = "SORA2API_"

@@ -47,6 +47,14 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("pool", "cooldown_base"): (0.05, _DAY),
     ("pool", "cooldown_max"): (0.05, 30 * _DAY),
     ("pool", "test_concurrency"): (1, 100),
+    ("webhooks", "first_retry"): (0.01, _DAY),
+    ("webhooks", "backoff_factor"): (1, 100),
+    ("webhooks", "max_retry_interval"): (0.01, 30 * _DAY),
+    ("webhooks", "max_age"): (0.01, 30 * _DAY),
+    ("webhooks", "timeout"): (0.1, 600),
+    ("webhooks", "max_response_kb"): (1, 10_240),
+    ("webhooks", "concurrency"): (1, 100),
+    ("webhooks", "keep_days"): (1, 3650),
 }
 _LABEL = re.compile(r"[\w-]{1,63}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -233,6 +233,8 @@ class JobContext:
         if phase == SUBMITTING and not self.row.started_at:
             values["started_at"] = time.time()
         await self.save(**values)
+        if phase in FINAL and self.engine.on_final is not None:
+            self.engine.on_final()  # the update's trigger queued the webhooks: send them now
         self.phase = phase
         started = {"started_at": values["started_at"]} if "started_at" in values else {}
         self.row = replace(self.row, phase=phase, status=values["status"], **columns, **started)
@@ -294,6 +296,8 @@ class JobEngine:
         # For provider flows (flows/tasks.py): the app's session and per-account poll limits.
         self.http = http
         self.poll_limits = PollLimits()
+        # Called after a job's final update (the webhook outbox's wake-up).
+        self.on_final: Callable[[], None] | None = None
 
     @property
     def closing(self) -> bool:
@@ -330,9 +334,11 @@ class JobEngine:
         api: str = "chat",
         remixed_from: str | None = None,
         key_id: int | None = None,
+        webhook_url: str | None = None,
     ) -> JobRun:
         """Write the job row, then start it. Nothing reaches the upstream before the row exists.
-        `key_id` is the created API key that asked (None: the bootstrap key or the panel)."""
+        `key_id` is the created API key that asked (None: the bootstrap key or the panel);
+        `webhook_url` is the create's own, told of the end besides the key's URLs."""
         job_id = new_job_id(req.kind)
         now = time.time()
         described = req.describe()
@@ -351,6 +357,7 @@ class JobEngine:
             created_at=now,
             updated_at=now,
             key_id=key_id,
+            webhook_url=webhook_url,
             **planned(described, req.kind),
         )
         await self.store.jobs.insert(row)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # only annotations: keys.py stays cheap to import
     from .store import ApiKeyRow, Store
     from .upstream.client import SoraClient
     from .urlguard import UrlGuard
+    from .webhooks import Outbox
 
 CONFIG: web.AppKey[Config] = web.AppKey("sora2api.config")
 STORE: web.AppKey[Store] = web.AppKey("sora2api.store")
@@ -46,6 +47,8 @@ ACCOUNT_VIEWS: web.AppKey[AccountViews] = web.AppKey("sora2api.account_views")
 ACCOUNT_TESTS: web.AppKey[AccountTests] = web.AppKey("sora2api.account_tests")
 JOBS: web.AppKey[JobEngine] = web.AppKey("sora2api.jobs")
 LISTING: web.AppKey[ModelListing] = web.AppKey("sora2api.model_listing")
+# The webhook outbox (webhooks.py): its bootstrap secret and its backlog.
+WEBHOOKS: web.AppKey[Outbox] = web.AppKey("sora2api.webhooks")
 
 # Per-request values (aiohttp 3.14 wants typed keys here too); those the request log reads
 # live in reqlog.py. The admin session of a request authenticated by one (absent for API-key requests).

@@ -58,6 +58,9 @@ QUERY_VALUES += [*ODD_DIGITS, WIDE_NINES, "asc", "desc", "video", "json", "xml",
 QUERY_NAMES = ["limit", "offset", "order", "after", "variant", "format", "status", "kind"]
 QUERY_NAMES += ["token_id", "cursor", "cut", "intent", "username", "include_deleted", "reveal"]
 QUERY_NAMES += ["response_format", "invite_code", "\u00b2", "limit[]"]
+QUERY_NAMES += ["key_id"]  # the webhook deliveries listing (p12-webhooks)
+# A create's own webhook_url (p12-webhooks): never accepted in these forms.
+BAD_WEBHOOK_URLS: list[Any] = ["ftp://h.example/x", "not a url", 5, [], {}, "https://", HUGE]
 
 PNG_B64 = "data:image/png;base64,iVBORw0KGgo="  # a PNG signature and nothing else
 
@@ -112,6 +115,7 @@ VIDEO_BAD: dict[str, list[Any]] = {
     "style_id": ["glitter", 5, [1]],
     "remix_target_id": ["s_123", 5],
     "characters": [5, [5], [{"id": 5}], ["a"] * 6, {"a": 1}, True],
+    "webhook_url": BAD_WEBHOOK_URLS,
 }
 VIDEO_FORM_BAD: dict[str, list[str]] = {
     "model": ["nope", "sora-image", "\u00b2"],
@@ -119,6 +123,7 @@ VIDEO_FORM_BAD: dict[str, list[str]] = {
     "size": ["1x1", "\u00b2x\u00b2", "big"],
     "prompt": [HUGE],
     "input_reference": ["not a url", "file:///etc/passwd", "data:image/png;base64,@@@"],
+    "webhook_url": ["ftp://h.example/x", "http://a b.example/"],
 }
 IMAGE_BASE = {"model": "sora-image", "prompt": "a cat", "n": 1, "size": "1024x1024"}
 IMAGE_BAD: dict[str, list[Any]] = {
@@ -129,6 +134,7 @@ IMAGE_BAD: dict[str, list[Any]] = {
     "response_format": ["xml", 5, [], {}],
     "prompt": [5, [], {}, HUGE],
     "stream": [True, "true"],
+    "webhook_url": BAD_WEBHOOK_URLS,
 }
 EDIT_BAD: dict[str, list[Any]] = {
     **IMAGE_BAD,

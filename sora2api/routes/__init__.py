@@ -10,7 +10,7 @@ from aiohttp import web
 
 from .. import keys
 from ..errors import AuthenticationError, PermissionError_
-from . import admin, api_keys, basic, chat, images, panel, public, videos
+from . import admin, api_keys, basic, chat, images, panel, public, videos, webhooks
 from . import tokens as token_routes
 from .media import serve_media
 
@@ -87,6 +87,9 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", "/api/admin/keys/{id}", api_keys.update_key, "admin"),
     Route("DELETE", "/api/admin/keys/{id}", api_keys.delete_key, "admin"),
     Route("GET", "/api/admin/usage", api_keys.usage, "admin"),
+    # Webhook deliveries (the outbox) and the bootstrap key's signing secret.
+    Route("GET", "/api/admin/webhooks/deliveries", webhooks.list_deliveries, "admin"),
+    Route("GET", "/api/admin/webhooks/secret", webhooks.bootstrap_secret, "admin"),
     Route("GET", "/api/admin/settings", admin.get_settings, "admin"),
     Route("PUT", "/api/admin/settings", admin.put_settings, "admin"),
     Route("GET", "/api/logs", admin.list_logs, "admin"),

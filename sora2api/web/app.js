@@ -8,6 +8,7 @@ import * as apiKeys from "./keys.js";
 import * as playground from "./playground.js";
 import * as settings from "./settings.js";
 import * as tokens from "./tokens.js";
+import * as webhooks from "./webhooks.js";
 
 // Each page: render(root, app) → optional cleanup function (stops its polling).
 const PAGES = {
@@ -17,6 +18,7 @@ const PAGES = {
   characters: { title: "Characters", render: characters.render },
   keys: { title: "API keys", render: apiKeys.renderKeys },
   usage: { title: "Usage", render: apiKeys.renderUsage },
+  webhooks: { title: "Webhooks", render: webhooks.render },
   settings: { title: "Settings", render: settings.render },
   playground: { title: "Playground", render: playground.render },
 };
