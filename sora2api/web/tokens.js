@@ -154,7 +154,8 @@ function statusCell(t) {
 
 function availability(t) {
   if (!t.available || typeof t.available !== "object") return null;
-  const notes = Object.entries(t.available).filter(([, v]) => v && v !== "available");
+  // "video: expired" under an expired badge says nothing new.
+  const notes = Object.entries(t.available).filter(([, v]) => v && v !== "available" && v !== t.status);
   if (!notes.length) return null;
   return h("div", { class: "muted small" }, notes.map(([k, v]) => `${k}: ${v}`).join("; "));
 }
