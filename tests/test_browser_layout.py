@@ -24,9 +24,7 @@ browser, page, panel, make_panel = shared.browser, shared.page, shared.panel, sh
 
 WIDTHS = [
     pytest.param({"width": 1280, "height": 800}, id="laptop"),
-    pytest.param(
-        {"width": 390, "height": 844}, id="phone"
-    ),
+    pytest.param({"width": 390, "height": 844}, id="phone"),
 ]
 # What must never hide off-screen: every action, and every status, error and progress cell.
 WATCHED = (
@@ -59,7 +57,9 @@ async def seed(panel: Panel) -> dict[str, Any]:
     sim.settings.video_seconds = 300  # 3 s at the test time scale
     doomed = sim.add_account()
     await add_token(panel.api, doomed)
-    sim.inject("GET", "/backend/nf/pending*", "401_expired", email=doomed.email, after=1, times=None)
+    sim.inject(
+        "GET", "/backend/nf/pending*", "401_expired", email=doomed.email, after=1, times=None
+    )
     resp = await panel.api.post(
         "/v1/chat/completions", json=chat("sora-video-10s", "doomed", stream=True), headers=KEY
     )
@@ -185,7 +185,9 @@ async def test_every_action_status_error_and_progress_is_inside_the_window(
             assert seen["watched"] > 0, name
             assert seen["scroll"] <= seen["width"], (name, seen)
             assert not seen["out"], (name, seen["out"])
-            await pg.screenshot(path=str(tmp_path / f"{name}-{viewport['width']}.png"), full_page=True)
+            await pg.screenshot(
+                path=str(tmp_path / f"{name}-{viewport['width']}.png"), full_page=True
+            )
         # The time column of Logs keeps each time on one line.
         await pg.goto(f"{panel.url}/#/logs")
         when = pg.locator("#log-rows td.time time").first
@@ -225,9 +227,7 @@ async def test_short_ids_open_whole_and_times_and_masks_are_one_format(
     ), times
     # One mask, the server's: the Playground's hint equals what Settings and the logs show.
     full = KEY["Authorization"].removeprefix("Bearer ")
-    out = await page.evaluate(
-        "async (k) => (await import('/static/dom.js')).maskKey(k)", full
-    )
+    out = await page.evaluate("async (k) => (await import('/static/dom.js')).maskKey(k)", full)
     assert out == "…" + full[-4:]
     await page.goto(panel.url + "/#/playground")
     await page.click("#use-server-key")

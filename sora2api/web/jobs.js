@@ -146,7 +146,7 @@ function logRow(row) {
     ),
     h("td", { class: "small" }, row.token_id ?? "—", row.token_email ? h("div", { class: "muted" }, row.token_email) : null),
     h("td", { class: "small mono nowrap" }, row.key_hint || "—"),
-    h("td", { class: "small mono" }, row.client || "—"),
+    h("td", { class: "small mono nowrap" }, row.client || "—"),
     h("td", { class: "small" }, h("span", { class: "mono" }, `${row.method || ""} ${row.path || ""}`), h("div", { class: "muted nowrap" }, `${Math.round(Number(row.duration_ms) || 0)} ms`)),
     h("td", { class: "small" }, fmtValue(row.model)),
   );
