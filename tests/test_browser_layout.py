@@ -34,8 +34,8 @@ WATCHED = (
 PAGES = {
     "tokens": "#token-rows tr[data-token-id]",
     "jobs": "#job-rows tr[data-job-id]",
-    "logs": "#log-rows tr",
-    "characters": "#character-rows tr",
+    "logs": "#log-rows tr:not(.empty)",
+    "characters": "#character-rows tr:not(.empty)",
     "keys": "#key-rows tr[data-key-id]",
     "usage": "#usage-rows tr",
 }
