@@ -165,19 +165,39 @@ class ModelListing:
 
 
 def model_object(model_id: str, spec: ModelSpec | None) -> dict[str, object]:
-    """OpenAI's model object; `owned_by` names the provider serving it."""
+    """OpenAI's model object; `owned_by` names the provider serving it, and the extra fields
+    say what a request may choose (clients that know only the OpenAI shape ignore them)."""
+    base: dict[str, object] = {"id": model_id, "object": "model", "created": 1735689600}
     if spec is None:
-        return {
-            "id": model_id,
-            "object": "model",
-            "created": 1735689600,
+        m = MODELS[model_id]
+        video = m.kind == "video"
+        return base | {
             "owned_by": "sora2api",
-            "description": MODELS[model_id].description,
+            "description": m.description,
+            "provider": "sora",
+            "kind": m.kind,
+            # A Sora id fixes its length and shape: one value each, nothing to choose.
+            "seconds": [m.seconds] if video else [],
+            "sizes": [],
+            "orientation": m.orientation or None,
+            "image_input": True,
+            "remix": video,
+            "styles": video,
+            "storyboard": video,
+            "characters": video,
         }
-    return {
-        "id": model_id,
-        "object": "model",
-        "created": 1735689600,
+    return base | {
         "owned_by": spec.provider,
         "description": spec.description,
+        "provider": spec.provider,
+        "kind": spec.kind,
+        "seconds": list(spec.seconds),
+        "default_seconds": spec.default_seconds,
+        "sizes": list(spec.sizes),
+        "default_size": spec.default_size,
+        "image_input": spec.image_input,
+        "remix": spec.remix,
+        "styles": False,
+        "storyboard": False,
+        "characters": False,
     }
