@@ -143,6 +143,12 @@ class PoolConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    # Bearer token of GET /metrics (Prometheus); empty: the route answers 404 as if absent.
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -151,6 +157,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Directory relative paths are resolved against (the config file's folder).
     base_dir: str = "."
     # (section, key) pairs set by SORA2API_* environment variables: the panel shows them locked.
@@ -189,6 +196,7 @@ SECTIONS: dict[str, type[Any]] = {
     "security": SecurityConfig,
     "generation": GenerationConfig,
     "pool": PoolConfig,
+    "metrics": MetricsConfig,
 }
 
 _ENV_PREFIX = "SORA2API_"

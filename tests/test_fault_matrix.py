@@ -62,8 +62,6 @@ POLL_SPELL = 6
 POLL_TOKEN_VERDICT = TOKEN_REFUSED | {"403_country"}
 
 
-
-
 def _ignored_by(call: Call) -> set[str]:
     """Kinds a call never sees fire: media kinds outside a file download."""
     return set() if call.name.startswith("media") else {"disconnect", "length_mismatch"}
