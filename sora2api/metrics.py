@@ -231,11 +231,15 @@ class Metrics:
     async def _request_start(
         self, session: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any
     ) -> None:
-        ctx.started = time.perf_counter()
+        # Without a token nobody can read the figures: spend nothing on them.
+        if self.settings.current.metrics.token:
+            ctx.started = time.perf_counter()
 
     async def _request_end(
         self, session: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any
     ) -> None:
+        if not hasattr(ctx, "started"):
+            return
         provider = self.provider_of(str(params.url))
         if provider is not None:
             outcome = f"{params.response.status // 100}xx"
@@ -246,8 +250,10 @@ class Metrics:
     async def _request_exception(
         self, session: aiohttp.ClientSession, ctx: SimpleNamespace, params: Any
     ) -> None:
+        if not hasattr(ctx, "started"):
+            return
         provider = self.provider_of(str(params.url))
-        if provider is not None and hasattr(ctx, "started"):
+        if provider is not None:
             outcome = "timeout" if isinstance(params.exception, TimeoutError) else "error"
             self.upstream_seconds.labels(provider, outcome).observe(
                 time.perf_counter() - ctx.started
