@@ -183,8 +183,9 @@ class Metrics:
             buckets=_WAIT_BUCKETS,
             registry=self.registry,
         )
-        # (pool version, settings snapshot) -> [(URL prefix, provider)], longest first.
-        self._prefix_key: tuple[int, object] | None = None
+        # [(URL prefix, provider)], longest first, built for one pool version and settings snapshot
+        # (held, so it is compared by identity: it is swapped whole on every change).
+        self._prefix_for: tuple[int, object] | None = None
         self._prefixes: list[tuple[str, str]] = []
 
     def attach(self, pool: TokenPool, media: MediaCache) -> None:
@@ -214,15 +215,16 @@ class Metrics:
         """The provider whose API `url` is on (longest configured base URL first), else None:
         media downloads, webhooks and user URLs are not upstream API calls."""
         current, pool = self.settings.current, self.pool
-        key = (pool.version if pool else -1, current)
-        if key != self._prefix_key:
+        version = pool.version if pool else -1
+        built = self._prefix_for
+        if built is None or built[0] != version or built[1] is not current:
             up = current.upstream
             pairs = {(u, DEFAULT_PROVIDER) for u in (up.base_url, up.session_url, up.oauth_url)}
             pairs |= {(t.token.base_url, t.token.provider) for t in (pool.tokens() if pool else [])}
             self._prefixes = sorted(
                 ((u.rstrip("/"), p) for u, p in pairs if u), key=lambda x: -len(x[0])
             )
-            self._prefix_key = key
+            self._prefix_for = (version, current)
         for prefix, provider in self._prefixes:
             if url.startswith(prefix):
                 return provider
