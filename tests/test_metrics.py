@@ -14,6 +14,7 @@ from sora2api import keys
 
 from .conftest import KEY, Sim
 from .helpers import add_token, admin_headers, chat
+from .test_provider_openai import CREATE, add_gateway_account, control, gateway, wait_video
 
 TOKEN = "metrics-token-0123456789"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -155,3 +156,30 @@ async def test_two_apps_in_one_process_count_apart(make_client: Any, sim: Sim) -
     one, two = await scrape(first), await scrape(second)
     assert total(one, "sora2api_upstream_errors_total") == 1
     assert total(two, "sora2api_upstream_errors_total") == 0
+
+
+async def test_a_provider_call_is_timed_and_its_429_counted_under_its_name(
+    make_client: Any, sim: Sim
+) -> None:
+    client = await make_client(metrics={"token": TOKEN})
+    gw = gateway(sim)
+    gw.settings.run_seconds = 60.0
+    for name in ("gw1", "gw2"):
+        await add_gateway_account(client, sim, gw.add_account("openai", name=name))
+    fault = {"provider": "openai", "error": "rate_limit", "method": "POST", "path": CREATE}
+    await control(sim, "/_sim/providers/faults", fault)
+    resp = await client.post("/v1/videos", json={"model": "sora-2", "prompt": "p"}, headers=KEY)
+    assert resp.status == 200, await resp.text()
+    done = await wait_video(client, (await resp.json())["id"])
+    assert done["status"] == "completed", done
+    assert [c.status for c in sim.state.calls("POST", CREATE)] == [429, 200]
+
+    got = await scrape(client)
+    assert value(got, "sora2api_upstream_errors_total", provider="openai", kind="rate_limited") == 1
+    seconds = "sora2api_upstream_request_seconds_count"
+    assert value(got, seconds, provider="openai", outcome="4xx") == 1
+    assert value(got, seconds, provider="openai", outcome="2xx") >= 2  # the create, its polls
+    assert total(got, seconds, provider="sora") == 0  # no Sora account, no Sora call
+    assert value(got, "sora2api_accounts", provider="openai", state="cooling") == 1
+    assert value(got, "sora2api_accounts", provider="openai", state="active") == 1
+    assert total(got, "sora2api_jobs", state="completed", provider="openai") == 1
