@@ -143,6 +143,12 @@ class PoolConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProvidersConfig:
+    # The base URL a Seedance account gets when it is added without one (as the Ark SDK takes it).
+    seedance_base_url: str = "https://ark.cn-beijing.volces.com/api/v3"
+
+
+@dataclass(frozen=True, slots=True)
 class MetricsConfig:
     # Bearer token of GET /metrics (Prometheus); empty: the route answers 404 as if absent.
     token: str = ""
@@ -157,6 +163,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    providers: ProvidersConfig = field(default_factory=ProvidersConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Directory relative paths are resolved against (the config file's folder).
     base_dir: str = "."
@@ -196,6 +203,7 @@ SECTIONS: dict[str, type[Any]] = {
     "security": SecurityConfig,
     "generation": GenerationConfig,
     "pool": PoolConfig,
+    "providers": ProvidersConfig,
     "metrics": MetricsConfig,
 }
 

@@ -424,6 +424,8 @@ async def _cache_thumbnail(ctx: JobContext, lease: Lease, draft: dict[str, Any])
         )
     except ApiError as exc:
         log.info("job %s: no thumbnail cached: %s", ctx.job_id, exc.message)
+        # Kept with the job, so the thumbnail route says what happened instead of "none given".
+        await ctx.save_state(thumbnail_error=exc.message)
         return
     await ctx.save_state(thumbnail=cached.name)
 

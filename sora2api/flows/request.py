@@ -26,6 +26,10 @@ _USERNAME = re.compile(r"[a-z0-9_.]{3,40}")
 # The longest prompt any API takes (the Videos and Images APIs' limit; the upstream refuses
 # longer ones only after the job has taken a token).
 MAX_PROMPT = 10_000
+# Chat UIs send the whole conversation, but only the newest user turn is read: these bound the work
+# a body can ask for (README, request fields).
+MAX_MESSAGES = 1000
+MAX_PARTS = 100
 # Character timestamps: seconds into the source clip, which is never an hour long.
 _MAX_TIMESTAMP = 3600.0
 
@@ -171,6 +175,19 @@ def _character_options(raw: Any) -> dict[str, Any]:
 def _last_message(messages: Any) -> dict[str, Any]:
     if not isinstance(messages, list) or not messages:
         raise BadRequestError("'messages' must be a non-empty array", param="messages")
+    if len(messages) > MAX_MESSAGES:
+        raise BadRequestError(
+            f"'messages' has {len(messages)} messages; at most {MAX_MESSAGES} are accepted "
+            "(only the newest user message is read)",
+            param="messages",
+        )
+    for i, msg in enumerate(messages):
+        parts = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(parts, list) and len(parts) > MAX_PARTS:
+            raise BadRequestError(
+                f"message {i} has {len(parts)} content parts; at most {MAX_PARTS} are accepted",
+                param="messages",
+            )
     # The newest user turn carries the request; chat UIs send the whole history.
     for msg in reversed(messages):
         if isinstance(msg, dict) and msg.get("role", "user") == "user":
@@ -230,6 +247,14 @@ async def parse_chat(body: Any, guard: UrlGuard) -> GenRequest:
     req = GenRequest(model=model, mode=model.kind, prompt=prompt, style_id=style)
 
     if model.kind == "image":
+        # Absent, null or empty means not given, as for video models; any other value would be
+        # silently ignored by an image generation.
+        for name in ("remix_target_id", "character_options"):
+            if body.get(name) not in (None, "", {}):
+                raise BadRequestError(
+                    f"'{name}' applies to video models only; {model.id} is an image model",
+                    param=name,
+                )
         if video_value not in (None, ""):
             raise BadRequestError(
                 "Image models take no video input; use a sora-video-* model", param="model"

@@ -312,6 +312,10 @@ async def video_content(request: web.Request) -> web.StreamResponse:
         name = str(files[0]) if files else None
     else:
         name = state.get(variant)
+    if not name and variant == "thumbnail" and state.get("thumbnail_error"):
+        raise NotFoundError(
+            f"The thumbnail could not be cached: {state['thumbnail_error']}", param="variant"
+        )
     if not name:
         raise NotFoundError(
             f"The Sora backend gave no {variant} for video {job_id}", param="variant"
