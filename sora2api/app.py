@@ -22,6 +22,7 @@ from .flows.dispatch import resume_job, run_job
 from .flows.reconcile import undo_side_effects
 from .jobs import JobEngine
 from .media import MediaCache
+from .metrics import Metrics
 from .onboarding import Onboarding
 from .pool import TokenPool
 from .providers.registry import live_providers
@@ -32,6 +33,7 @@ from .reqlog import CLIENT_CLOSED, LOGGED_PREFIXES, REQLOG, RequestLog
 from .retention import RETENTION, Retention
 from .routes import Handler, add_routes
 from .settings import Settings
+from .sse import OpenStreams
 from .store import Store
 from .upstream.client import SoraClient
 from .urlguard import UrlGuard
@@ -141,7 +143,14 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=15, sock_read=config.upstream.request_timeout
     )
-    session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=200))
+    streams = app[keys.STREAMS] = OpenStreams()
+    metrics = app[keys.METRICS] = Metrics(app[keys.SETTINGS], app[keys.STORE], streams)
+    session = aiohttp.ClientSession(
+        timeout=timeout,
+        connector=aiohttp.TCPConnector(limit=200),
+        # Times every upstream API call of every provider for GET /metrics.
+        trace_configs=[metrics.trace_config()],
+    )
     app[keys.HTTP] = session
     client = SoraClient(app[keys.SETTINGS], session)
     app[keys.CLIENT] = client
@@ -168,6 +177,7 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = TokenPool(app[keys.SETTINGS], app[keys.STORE])
     await pool.load()
     app[keys.POOL] = pool
+    app[keys.METRICS].attach(pool, app[keys.MEDIA])
     app[keys.LISTING] = ModelListing()
     yield
 
@@ -230,7 +240,9 @@ async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
     app[keys.WEBHOOKS] = outbox
     task = asyncio.create_task(outbox.run(), name="sora2api.webhooks")
     app[keys.JOBS].on_final = outbox.wake
+    app[keys.METRICS].backlog = outbox.backlog
     yield
+    app[keys.METRICS].backlog = None
     app[keys.JOBS].on_final = None
     task.cancel()
     with suppress(asyncio.CancelledError):

@@ -166,6 +166,12 @@ class WebhooksConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    # Bearer token of GET /metrics (Prometheus); empty: the route answers 404 as if absent.
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -176,6 +182,7 @@ class Config:
     pool: PoolConfig = field(default_factory=PoolConfig)
     providers: ProvidersConfig = field(default_factory=ProvidersConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Directory relative paths are resolved against (the config file's folder).
     base_dir: str = "."
     # (section, key) pairs set by SORA2API_* environment variables: the panel shows them locked.
@@ -216,6 +223,7 @@ SECTIONS: dict[str, type[Any]] = {
     "pool": PoolConfig,
     "providers": ProvidersConfig,
     "webhooks": WebhooksConfig,
+    "metrics": MetricsConfig,
 }
 
 _ENV_PREFIX = "SORA2API_"

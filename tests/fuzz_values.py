@@ -185,6 +185,7 @@ SETTING_BAD_FORMAT: dict[str, list[Any]] = {
     + ["ftp://x/{post_id}", "http:///{post_id}"],
     "generation.watermark_custom_url": ["ftp://x", "http://", "javascript:alert(1)", "http://a b"],
     "generation.watermark_custom_token": ["a b", "a\nb", "t" * 1025],
+    "metrics.token": ["a b", "a\nb", "t" * 257],
 }
 # In range alone but breaking a rule between two settings (cooldown_max >= cooldown_base; the
 # test config keeps the defaults, 60 and 3600).

@@ -304,6 +304,38 @@ MIGRATIONS: tuple[str, ...] = (
         ) AS dest;
     END;
     """,
+    # 10: job counts per (status, kind, provider, model) for GET /metrics, kept
+    # exact by triggers like job_counts (5): a scrape reads a few rows, never the jobs table.
+    """
+    CREATE TABLE job_model_counts (
+        status TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (status, kind, provider, model)
+    ) WITHOUT ROWID;
+    INSERT INTO job_model_counts (status, kind, provider, model, n)
+        SELECT status, kind, provider, model, COUNT(*) FROM jobs GROUP BY 1, 2, 3, 4;
+    CREATE TRIGGER jobs_model_count_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_model_counts (status, kind, provider, model, n)
+            VALUES (NEW.status, NEW.kind, NEW.provider, NEW.model, 1)
+            ON CONFLICT (status, kind, provider, model) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER jobs_model_count_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_model_counts SET n = n - 1 WHERE status = OLD.status AND kind = OLD.kind
+            AND provider = OLD.provider AND model = OLD.model;
+    END;
+    CREATE TRIGGER jobs_model_count_update AFTER UPDATE OF status, kind, provider, model ON jobs
+        WHEN OLD.status IS NOT NEW.status OR OLD.kind IS NOT NEW.kind
+        OR OLD.provider IS NOT NEW.provider OR OLD.model IS NOT NEW.model BEGIN
+        UPDATE job_model_counts SET n = n - 1 WHERE status = OLD.status AND kind = OLD.kind
+            AND provider = OLD.provider AND model = OLD.model;
+        INSERT INTO job_model_counts (status, kind, provider, model, n)
+            VALUES (NEW.status, NEW.kind, NEW.provider, NEW.model, 1)
+            ON CONFLICT (status, kind, provider, model) DO UPDATE SET n = n + 1;
+    END;
+    """,
 )
 
 CURRENT_VERSION = len(MIGRATIONS)
