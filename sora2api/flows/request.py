@@ -65,6 +65,8 @@ class GenRequest:
     n: int = 1
     # A provider model (flows/provider_request.py): the job runs the generic task flow.
     spec: ModelSpec | None = None
+    # Provider options the request gave (seed, watermark, generate_audio, camera_fixed).
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -94,6 +96,8 @@ class GenRequest:
         }
         if self.spec is not None:
             out["provider"] = self.spec.provider
+            if self.options:
+                out["options"] = self.options
         return out
 
 

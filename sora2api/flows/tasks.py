@@ -18,6 +18,7 @@ import os
 import time
 from typing import Any
 
+import orjson
 from aiohttp import ClientSession
 
 from .. import registry
@@ -84,6 +85,7 @@ def _submission(req: GenRequest, spec: ModelSpec) -> Submission:
         size=f"{model.width}x{model.height}" if model.width and model.height else None,
         images=images,
         remix_of=req.remix_target_id if req.mode == "remix" else None,
+        options=dict(req.options),
     )
 
 
@@ -271,7 +273,11 @@ async def _poll(ctx: JobContext, lease: Lease, task_id: str) -> Output:
                             Kind.MALFORMED, "the task completed without any output", endpoint="poll"
                         )
                     await ctx.pool.report_success(lease.token_id, "video")
-                    await ctx.transition(CACHING, state={"usage": status.usage})
+                    # The upstream's own usage figure goes with the job (usage reports sum it).
+                    usage = orjson.dumps(dict(status.usage)).decode() if status.usage else None
+                    await ctx.transition(
+                        CACHING, state={"usage": status.usage}, upstream_usage=usage
+                    )
                     await ctx.emit(
                         "generation", "completed", "Video generated", 100.0, {"task_id": task_id}
                     )
