@@ -61,6 +61,7 @@ POLL_SURVIVED_TODAY = {"hang", "reset", "slow_first_byte", "disconnect", "length
 # A media body that is not the file it claims to be.
 MEDIA_NOT_A_FILE = {"empty_200", "malformed_json", "missing_id"}
 
+
 def _ignored_by(call: Call) -> set[str]:
     """Kinds a call never sees fire: media kinds outside a file download."""
     return set() if call.name.startswith("media") else {"disconnect", "length_mismatch"}

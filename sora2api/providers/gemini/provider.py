@@ -95,7 +95,7 @@ class GeminiProvider:
         endpoint = f"GET {path}"
         staging = self.staging_dir or Path(tempfile.gettempdir())
         # Base64 is 4/3 of the video; the JSON around it is small.
-        limit = self.max_video_bytes * 4 // 3 + 4 * MB
+        limit = self.max_video_bytes * 4 // 3 + MB
         extractor = InlineExtractor(staging, max_body=limit, endpoint=endpoint)
         try:
             async with self._request(http, account, "GET", path, query={"stream": "false"}) as resp:
