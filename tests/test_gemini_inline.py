@@ -24,6 +24,15 @@ from sora2api.upstream.errors import Kind, UpstreamFailure
 MB = 1 << 20
 
 
+def _read(path: str) -> bytes:
+    """A file's bytes (sync: a test's few MB)."""
+    return Path(path).read_bytes()
+
+
+def _listing(folder: Path) -> list[Path]:
+    return list(folder.iterdir())
+
+
 def _video(n: int) -> bytes:
     # Varied bytes, so every base64 alphabet character shows up.
     return b"".join(hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(n // 32 + 1))[:n]
@@ -189,5 +198,5 @@ async def test_status_decodes_a_large_inline_video_through_small_reads(
     (video,) = done.outputs
     assert video.path is not None
     expected = Mp4(size=size, seed=f"{task_id}/video").to_bytes()
-    assert Path(video.path).read_bytes() == expected
-    assert list(tmp_path.iterdir()) == [Path(video.path)]  # the refused body left nothing
+    assert _read(video.path) == expected
+    assert _listing(tmp_path) == [Path(video.path)]  # the refused body left nothing
