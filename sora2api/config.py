@@ -143,6 +143,13 @@ class PoolConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProvidersConfig:
+    # The base URL a Gemini account gets when it is added without one: the bare host, as
+    # google-genai takes it (the client adds /v1).
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -151,6 +158,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    providers: ProvidersConfig = field(default_factory=ProvidersConfig)
     # Directory relative paths are resolved against (the config file's folder).
     base_dir: str = "."
     # (section, key) pairs set by SORA2API_* environment variables: the panel shows them locked.
@@ -189,6 +197,7 @@ SECTIONS: dict[str, type[Any]] = {
     "security": SecurityConfig,
     "generation": GenerationConfig,
     "pool": PoolConfig,
+    "providers": ProvidersConfig,
 }
 
 _ENV_PREFIX = "SORA2API_"

@@ -143,4 +143,5 @@ FORMATS: dict[tuple[str, str], Callable[[str], str | None]] = {
     ("generation", "watermark_parse_method"): lambda v: None,  # _CHOICES
     ("generation", "watermark_custom_url"): lambda v: _url(v, empty=True),
     ("generation", "watermark_custom_token"): lambda v: _token(v, 1024, empty=True),
+    ("providers", "gemini_base_url"): lambda v: _url(v, empty=False),
 }
