@@ -200,3 +200,42 @@ async def test_status_decodes_a_large_inline_video_through_small_reads(
     expected = Mp4(size=size, seed=f"{task_id}/video").to_bytes()
     assert _read(video.path) == expected
     assert _listing(tmp_path) == [Path(video.path)]  # the refused body left nothing
+
+
+async def test_media_cache_adopts_the_file_without_reading_it_whole(tmp_path: Path) -> None:
+    import aiohttp
+
+    from sora2api.config import build_config
+    from sora2api.media import MediaCache, MediaFailure
+    from sora2api.settings import Settings
+    from sora2api.store import Store
+
+    store = await Store.open(tmp_path / "db.sqlite")
+    try:
+        data = {"storage": {"media_dir": "media", "media_max_mb": 1}}
+        settings = Settings(
+            build_config(data, source="test", env={}, base_dir=str(tmp_path)), store
+        )
+        await settings.load()
+        async with aiohttp.ClientSession() as http:
+            cache = MediaCache(settings, http)
+            video = Mp4(size=300_000, seed="adopt").to_bytes()
+            staged = _write(cache.dir / f"{'a' * 32}.mp4.part", video)
+            cached = await cache.adopt_file(staged, ext="mp4")
+            assert cached.content_type == "video/mp4" and cached.size == len(video)
+            assert cache.resolve(cached.name) == cached.path and _read(str(cached.path)) == video
+            assert _listing(cache.dir) == [cached.path]  # the staged file was moved
+            # Not a video, or over storage.media_max_mb: refused, and the staged file is gone.
+            for body, words in ((b"<html>oops</html>", "instead of"), (video * 4, "over the")):
+                staged = _write(tmp_path / "staged.part", body)
+                with pytest.raises(MediaFailure) as err:
+                    await cache.adopt_file(staged, ext="mp4")
+                assert words in err.value.message
+                assert not staged.exists() and _listing(cache.dir) == [cached.path]
+    finally:
+        await store.close()
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
