@@ -290,3 +290,28 @@ def test_models_and_aliases() -> None:
     assert omni.default_size == "1280x720" and omni.image_input
     alias = SPECS["gemini-omni-portrait-8s"]
     assert alias.seconds == (8,) and alias.default_size == "720x1280" and alias.upstream == OMNI
+
+
+def test_classify_garbage_html_and_durations() -> None:
+    from datetime import UTC, datetime
+
+    from sora2api.providers.gemini.errors import classify, retry_delay, seconds_to_daily_reset
+
+    assert classify(200, b"not json", "GET /x").kind is Kind.MALFORMED
+    assert classify(400, b"<html>bad gateway</html>", "GET /x").kind is Kind.MALFORMED
+    assert classify(502, b"<html>bad gateway</html>", "GET /x").kind is Kind.SERVER
+    envelope = b'[{"error": {"code": 400, "message": "User location is not supported for the API use.", "status": "FAILED_PRECONDITION"}}]'
+    assert classify(400, envelope, "POST /interactions").kind is Kind.COUNTRY
+    assert [retry_delay(t) for t in ("12s", "1.5s", "0.000000001s", "12", "1m", None)] == [
+        12.0,
+        1.5,
+        1e-9,
+        None,
+        None,
+        None,
+    ]
+    # 23:00 PST is an hour before the reset; 23:00 PDT the night before DST ends too.
+    assert seconds_to_daily_reset(datetime(2026, 12, 1, 7, 0, tzinfo=UTC)) == 3600
+    assert seconds_to_daily_reset(datetime(2026, 11, 1, 6, 0, tzinfo=UTC)) == 3600
+    # 00:30 PDT on the day DST ends: that day is 25 hours long.
+    assert seconds_to_daily_reset(datetime(2026, 11, 1, 7, 30, tzinfo=UTC)) == 24.5 * 3600

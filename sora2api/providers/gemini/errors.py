@@ -58,7 +58,8 @@ def seconds_to_daily_reset(now: datetime | None = None) -> float:
     midnight = datetime(local.year, local.month, local.day, tzinfo=tz) + timedelta(days=1)
     # Built from the date, not by adding 24 h, so a DST change day is neither short nor long.
     midnight = datetime(midnight.year, midnight.month, midnight.day, tzinfo=tz)
-    return max((midnight - local).total_seconds(), 1.0)
+    # In UTC: Python subtracts two times of one zone by their wall clocks, ignoring a DST change.
+    return max((midnight.astimezone(UTC) - local.astimezone(UTC)).total_seconds(), 1.0)
 
 
 def _details(err: dict[str, Any]) -> list[dict[str, Any]]:

@@ -59,6 +59,11 @@ class GeminiProvider:
             out += models.specs_for(upstream)
         return out
 
+    @staticmethod
+    def classify(status: int, body: bytes, endpoint: str) -> UpstreamFailure:
+        """Google's error envelope as an UpstreamFailure (errors.classify)."""
+        return classify(status, body, endpoint)
+
     def check(self, sub: Submission) -> None:
         """Refuse (BAD_REQUEST, sent=False) what submit would refuse, without sending anything."""
         models.create_body(sub)
