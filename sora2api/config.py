@@ -146,6 +146,9 @@ class PoolConfig:
 class ProvidersConfig:
     # The base URL a Seedance account gets when it is added without one (as the Ark SDK takes it).
     seedance_base_url: str = "https://ark.cn-beijing.volces.com/api/v3"
+    # The base URL a Gemini account gets when it is added without one: the bare host, as
+    # google-genai takes it (the client adds /v1).
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
 
 
 @dataclass(frozen=True, slots=True)

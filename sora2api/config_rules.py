@@ -174,4 +174,5 @@ FORMATS: dict[tuple[str, str], Callable[[str], str | None]] = {
     ("generation", "watermark_custom_token"): lambda v: _token(v, 1024, empty=True),
     ("providers", "seedance_base_url"): lambda v: _url(v, empty=False),
     ("metrics", "token"): lambda v: _token(v, 256, empty=True),
+    ("providers", "gemini_base_url"): lambda v: _url(v, empty=False),
 }

@@ -18,12 +18,13 @@ from .errors import BadRequestError
 from .models import MODELS
 from .providers import DEFAULT_PROVIDER
 from .providers.base import ModelSpec, Provider
+from .providers.gemini import PROVIDER as GEMINI
 from .providers.openai import PROVIDER as OPENAI
 from .providers.seedance import PROVIDER as SEEDANCE
 from .store import TokenRow
 
 # The live providers, by the name an account row carries. Sora's flows stay in flows/generate.py.
-PROVIDERS: dict[str, Provider] = {OPENAI.name: OPENAI, SEEDANCE.name: SEEDANCE}
+PROVIDERS: dict[str, Provider] = {OPENAI.name: OPENAI, SEEDANCE.name: SEEDANCE, GEMINI.name: GEMINI}
 # Account states that no longer serve anything until the admin acts (a cooldown passes by itself).
 _T = TypeVar("_T", int, str)
 _DEAD = frozenset({"disabled", "expired", "invalid"})

@@ -12,9 +12,7 @@ its own (a verdict on the key, or the job's time limit, does).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import time
 from typing import Any
 
@@ -366,14 +364,6 @@ async def _finish(ctx: JobContext, lease: Lease, output: Output) -> dict[str, An
 
 
 async def _adopt(ctx: JobContext, path: str, ext: str) -> str:
-    """A file the provider already wrote (inline data): kept through the cache's own checks."""
-    data = await asyncio.to_thread(_read_and_remove, path)
-    return (await ctx.media.store_bytes(data, ext=ext)).name
-
-
-def _read_and_remove(path: str) -> bytes:
-    with open(path, "rb") as f:
-        data = f.read()
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-    return data
+    """A file the provider already wrote (inline data), moved into the cache through its own
+    checks (size, first bytes, disk budget) without reading it into memory."""
+    return (await ctx.media.adopt_file(path, ext=ext)).name
