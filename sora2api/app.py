@@ -19,21 +19,21 @@ from .auth import Auth
 from .config import Config
 from .errors import ApiError, PayloadTooLargeError, error_response, from_http_exception
 from .flows.dispatch import resume_job, run_job
-from .flows.reconcile import undo_side_effects
 from .jobs import JobEngine
 from .media import MediaCache
 from .onboarding import Onboarding
 from .pool import TokenPool
 from .providers.registry import live_providers
 from .providers.sora.account import SoraAccounts
+from .providers.sora.client import SoraClient
 from .providers.sora.convert import SoraConversions
+from .providers.sora.reconcile import undo_side_effects
 from .registry import ModelListing
 from .reqlog import CLIENT_CLOSED, LOGGED_PREFIXES, REQLOG, RequestLog
 from .retention import RETENTION, Retention
 from .routes import Handler, add_routes
 from .settings import Settings
 from .store import Store
-from .upstream.client import SoraClient
 from .urlguard import UrlGuard
 
 log = logging.getLogger(__name__)

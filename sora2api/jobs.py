@@ -22,12 +22,12 @@ from .media import MediaCache
 from .metering import measured, planned
 from .pool import TokenPool
 from .providers.limits import PollLimits
+from .providers.sora.client import SoraClient
+from .providers.sora.watcher import Watchers
 from .settings import Settings
 from .store import JobRow, Store
-from .upstream.client import SoraClient
 from .upstream.errors import Kind, UpstreamFailure
 from .viewcache import ViewCache
-from .watcher import Watchers
 
 log = logging.getLogger(__name__)
 

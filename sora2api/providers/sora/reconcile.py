@@ -13,9 +13,9 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from ..errors import NotFoundError
-from ..jobs import JobContext, JobFailed
-from ..upstream.errors import Kind, UpstreamFailure
+from ...errors import NotFoundError
+from ...jobs import JobContext, JobFailed
+from ...upstream.errors import Kind, UpstreamFailure
 
 log = logging.getLogger(__name__)
 
