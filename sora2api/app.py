@@ -28,6 +28,7 @@ from .providers.sora.account import SoraAccounts
 from .providers.sora.client import SoraClient
 from .providers.sora.convert import SoraConversions
 from .providers.sora.reconcile import undo_side_effects
+from .providers.sora.watcher import Watchers
 from .registry import ModelListing
 from .reqlog import CLIENT_CLOSED, LOGGED_PREFIXES, REQLOG, RequestLog
 from .retention import RETENTION, Retention
@@ -197,11 +198,14 @@ async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Sora's list-poll watchers (one per busy token) serve its flows; they close after the jobs.
+    watchers = Watchers(app[keys.SETTINGS], app[keys.POOL], app[keys.CLIENT])
     engine = JobEngine(
         app[keys.SETTINGS],
         app[keys.STORE],
         app[keys.POOL],
         app[keys.CLIENT],
+        watchers,
         app[keys.MEDIA],
         flow=run_job,
         resume_flow=resume_job,
@@ -214,6 +218,7 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     # Running jobs stay in_progress in the database and are resumed by the next start.
     await engine.close()
+    await watchers.close()
 
 
 async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
