@@ -19,7 +19,6 @@ from .auth import Auth
 from .config import Config
 from .errors import ApiError, PayloadTooLargeError, error_response, from_http_exception
 from .flows.dispatch import resume_job, run_job
-from .flows.reconcile import undo_side_effects
 from .jobs import JobEngine
 from .media import MediaCache
 from .metrics import Metrics
@@ -27,7 +26,10 @@ from .onboarding import Onboarding
 from .pool import TokenPool
 from .providers.registry import live_providers
 from .providers.sora.account import SoraAccounts
+from .providers.sora.client import SoraClient
 from .providers.sora.convert import SoraConversions
+from .providers.sora.reconcile import undo_side_effects
+from .providers.sora.watcher import Watchers
 from .registry import ModelListing
 from .reqlog import CLIENT_CLOSED, LOGGED_PREFIXES, REQLOG, RequestLog
 from .retention import RETENTION, Retention
@@ -35,7 +37,6 @@ from .routes import Handler, add_routes
 from .settings import Settings
 from .sse import OpenStreams
 from .store import Store
-from .upstream.client import SoraClient
 from .urlguard import UrlGuard
 from .webhooks import Outbox
 
@@ -208,11 +209,14 @@ async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Sora's list-poll watchers (one per busy token) serve its flows; they close after the jobs.
+    watchers = Watchers(app[keys.SETTINGS], app[keys.POOL], app[keys.CLIENT])
     engine = JobEngine(
         app[keys.SETTINGS],
         app[keys.STORE],
         app[keys.POOL],
         app[keys.CLIENT],
+        watchers,
         app[keys.MEDIA],
         flow=run_job,
         resume_flow=resume_job,
@@ -225,6 +229,7 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     # Running jobs stay in_progress in the database and are resumed by the next start.
     await engine.close()
+    await watchers.close()
 
 
 async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -11,7 +11,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import ClientSession
@@ -24,10 +24,12 @@ from .pool import TokenPool
 from .providers.limits import PollLimits
 from .settings import Settings
 from .store import JobRow, Store
-from .upstream.client import SoraClient
 from .upstream.errors import Kind, UpstreamFailure
 from .viewcache import ViewCache
-from .watcher import Watchers
+
+if TYPE_CHECKING:  # only annotations: app.py builds Sora's pieces, the engine just carries them
+    from .providers.sora.client import SoraClient
+    from .providers.sora.watcher import Watchers
 
 log = logging.getLogger(__name__)
 
@@ -268,6 +270,7 @@ class JobEngine:
         store: Store,
         pool: TokenPool,
         client: SoraClient,
+        watchers: Watchers,
         media: MediaCache,
         flow: Callable[[JobContext], Awaitable[dict[str, Any]]],
         resume_flow: Callable[[JobContext], Awaitable[dict[str, Any]]],
@@ -278,9 +281,11 @@ class JobEngine:
         self.settings = settings
         self.store = store
         self.pool = pool
+        # Sora's client and per-token watchers, built and closed by app.py: the engine never calls
+        # them, it only hands them to Sora's flows (ctx.client, engine.watchers).
         self.client = client
+        self.watchers = watchers
         self.media = media
-        self.watchers = Watchers(settings, pool, client)
         self._flow = flow
         self._resume_flow = resume_flow
         # Called with the token id after every finished video (the token manager's quota check).
@@ -527,7 +532,6 @@ class JobEngine:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        await self.watchers.close()
 
 
 @dataclass(slots=True)

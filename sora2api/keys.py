@@ -20,12 +20,12 @@ if TYPE_CHECKING:  # only annotations: keys.py stays cheap to import
     from .pool import TokenPool
     from .providers.registry import ProviderRegistry
     from .providers.sora.account import SoraAccounts
+    from .providers.sora.client import SoraClient
     from .providers.sora.convert import SoraConversions
     from .registry import ModelListing
     from .settings import Settings
     from .sse import OpenStreams
     from .store import ApiKeyRow, Store
-    from .upstream.client import SoraClient
     from .urlguard import UrlGuard
     from .webhooks import Outbox
 

@@ -23,7 +23,7 @@ from .providers.openai import PROVIDER as OPENAI
 from .providers.seedance import PROVIDER as SEEDANCE
 from .store import TokenRow
 
-# The live providers, by the name an account row carries. Sora's flows stay in flows/generate.py.
+# The live providers, by the name an account row carries. Sora's flows are in providers/sora/.
 PROVIDERS: dict[str, Provider] = {OPENAI.name: OPENAI, SEEDANCE.name: SEEDANCE, GEMINI.name: GEMINI}
 # Account states that no longer serve anything until the admin acts (a cooldown passes by itself).
 _T = TypeVar("_T", int, str)

@@ -10,8 +10,7 @@ from ..errors import BadRequestError
 from ..media import UrlGuard
 from ..models import Model, get_model
 from ..providers.base import ModelSpec
-from ..sniff import MIME, image_type, parse_data_url, video_type
-from .prompts import (
+from ..providers.sora.prompts import (
     Storyboard,
     extract_style,
     find_remix_id,
@@ -21,6 +20,7 @@ from .prompts import (
     strip_remix_id,
     validate_remix_id,
 )
+from ..sniff import MIME, image_type, parse_data_url, video_type
 
 _USERNAME = re.compile(r"[a-z0-9_.]{3,40}")
 # The longest prompt any API takes (the Videos and Images APIs' limit; the upstream refuses

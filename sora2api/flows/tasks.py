@@ -24,8 +24,7 @@ from ..errors import ApiError, NotFoundError
 from ..jobs import CACHING, POLLING, QUEUED, SUBMITTED, SUBMITTING, JobContext, JobFailed
 from ..pool import Lease
 from ..providers.base import Account, ImageInput, ModelSpec, Output, Provider, Submission
-from ..upstream.errors import Kind, UpstreamFailure
-from .reconcile import may_have_created
+from ..upstream.errors import Kind, UpstreamFailure, may_have_created
 from .request import GenRequest
 from .results import video_result
 

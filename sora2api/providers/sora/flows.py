@@ -18,15 +18,15 @@ from typing import Any
 
 import orjson
 
-from ..errors import ApiError
-from ..jobs import CACHING, POLLING, QUEUED, SUBMITTED, SUBMITTING, JobContext, JobFailed
-from ..models import MODELS, Model
-from ..pool import Lease
-from ..upstream.errors import Kind, UpstreamFailure
+from ...errors import ApiError
+from ...flows.request import GenRequest, MediaInput
+from ...flows.results import character_result, image_result, video_result
+from ...jobs import CACHING, POLLING, QUEUED, SUBMITTED, SUBMITTING, JobContext, JobFailed
+from ...models import MODELS, Model
+from ...pool import Lease
+from ...upstream.errors import Kind, UpstreamFailure, may_have_created
 from .prompts import parse_storyboard
-from .reconcile import find_task, may_have_created
-from .request import GenRequest, MediaInput
-from .results import character_result, image_result, video_result
+from .reconcile import find_task
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import orjson
 
-from ..settings import Settings
-from .errors import Kind, UpstreamFailure, classify
+from ...settings import Settings
+from ...upstream.errors import Kind, UpstreamFailure, classify
 
 log = logging.getLogger(__name__)
 
