@@ -70,11 +70,11 @@ class TokenState:
             return "cooling down"
         if not (r.image_enabled if kind == "image" else r.video_enabled):
             return f"{kind} disabled"
-        if kind == "video":
-            if r.provider == DEFAULT_PROVIDER and not r.sora2_supported:
-                return "without Sora-2"
-            if r.quota_remaining == 0 and (r.quota_resets_at or 0) > now:
-                return "out of quota"
+        problem = registry.account_problem(r, kind)
+        if problem is not None:
+            return problem
+        if kind == "video" and r.quota_remaining == 0 and (r.quota_resets_at or 0) > now:
+            return "out of quota"
         return None
 
 

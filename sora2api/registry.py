@@ -21,6 +21,7 @@ from .providers.base import ModelSpec, Provider
 from .providers.gemini import PROVIDER as GEMINI
 from .providers.openai import PROVIDER as OPENAI
 from .providers.seedance import PROVIDER as SEEDANCE
+from .providers.sora.eligibility import sora_problem
 from .store import TokenRow
 
 # The live providers, by the name an account row carries. Sora's flows are in providers/sora/.
@@ -71,6 +72,14 @@ def account_models(row: TokenRow) -> tuple[ModelSpec, ...]:
     if row.provider == DEFAULT_PROVIDER:
         return ()
     return _specs(row.provider, row.served_models, row.models)
+
+
+def account_problem(row: TokenRow, kind: str) -> str | None:
+    """A provider's own reason an account cannot take a `kind` job (beyond status, cooldown,
+    enabled kinds and quota, which the pool checks for every provider), or None."""
+    if row.provider == DEFAULT_PROVIDER:
+        return sora_problem(row, kind)
+    return None
 
 
 def serves(row: TokenRow, model_id: str) -> bool:
