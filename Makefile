@@ -47,7 +47,7 @@ fmt: install-test
 	$(BIN)/ruff format sora2api tests
 	$(BIN)/ruff check --fix sora2api tests
 
-# `make bench BENCH="models startup"` runs only those targets (models polls cache many startup).
+# `make bench BENCH="models startup"` runs only those targets (models polls cache many startup metrics).
 bench: install-test
 	$(BIN)/python -m sora2api.bench $(BENCH)
 

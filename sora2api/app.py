@@ -19,22 +19,26 @@ from .auth import Auth
 from .config import Config
 from .errors import ApiError, PayloadTooLargeError, error_response, from_http_exception
 from .flows.dispatch import resume_job, run_job
-from .flows.reconcile import undo_side_effects
 from .jobs import JobEngine
 from .media import MediaCache
+from .metrics import Metrics
 from .onboarding import Onboarding
 from .pool import TokenPool
 from .providers.registry import live_providers
 from .providers.sora.account import SoraAccounts
+from .providers.sora.client import SoraClient
 from .providers.sora.convert import SoraConversions
+from .providers.sora.reconcile import undo_side_effects
+from .providers.sora.watcher import Watchers
 from .registry import ModelListing
 from .reqlog import CLIENT_CLOSED, LOGGED_PREFIXES, REQLOG, RequestLog
 from .retention import RETENTION, Retention
 from .routes import Handler, add_routes
 from .settings import Settings
+from .sse import OpenStreams
 from .store import Store
-from .upstream.client import SoraClient
 from .urlguard import UrlGuard
+from .webhooks import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +144,14 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=15, sock_read=config.upstream.request_timeout
     )
-    session = aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=200))
+    streams = app[keys.STREAMS] = OpenStreams()
+    metrics = app[keys.METRICS] = Metrics(app[keys.SETTINGS], app[keys.STORE], streams)
+    session = aiohttp.ClientSession(
+        timeout=timeout,
+        connector=aiohttp.TCPConnector(limit=200),
+        # Times every upstream API call of every provider for GET /metrics.
+        trace_configs=[metrics.trace_config()],
+    )
     app[keys.HTTP] = session
     client = SoraClient(app[keys.SETTINGS], session)
     app[keys.CLIENT] = client
@@ -167,6 +178,7 @@ async def _pool_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = TokenPool(app[keys.SETTINGS], app[keys.STORE])
     await pool.load()
     app[keys.POOL] = pool
+    app[keys.METRICS].attach(pool, app[keys.MEDIA])
     app[keys.LISTING] = ModelListing()
     yield
 
@@ -197,11 +209,14 @@ async def _tokens_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Sora's list-poll watchers (one per busy token) serve its flows; they close after the jobs.
+    watchers = Watchers(app[keys.SETTINGS], app[keys.POOL], app[keys.CLIENT])
     engine = JobEngine(
         app[keys.SETTINGS],
         app[keys.STORE],
         app[keys.POOL],
         app[keys.CLIENT],
+        watchers,
         app[keys.MEDIA],
         flow=run_job,
         resume_flow=resume_job,
@@ -214,6 +229,29 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     # Running jobs stay in_progress in the database and are resumed by the next start.
     await engine.close()
+    await watchers.close()
+
+
+async def _webhooks_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The webhook outbox and its sender task; after the job engine, whose final updates wake it."""
+    store = app[keys.STORE]
+
+    async def key_secret(key_id: int) -> str | None:
+        row = await store.api_keys.get(key_id)
+        return row.webhook_secret if row is not None else None
+
+    outbox = Outbox(app[keys.SETTINGS], store, app[keys.HTTP], app[keys.GUARD], key_secret)
+    await outbox.load()
+    app[keys.WEBHOOKS] = outbox
+    task = asyncio.create_task(outbox.run(), name="sora2api.webhooks")
+    app[keys.JOBS].on_final = outbox.wake
+    app[keys.METRICS].backlog = outbox.backlog
+    yield
+    app[keys.METRICS].backlog = None
+    app[keys.JOBS].on_final = None
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
 
 
 async def _retention_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -248,6 +286,7 @@ def create_app(config: Config) -> web.Application:
     app.cleanup_ctx.append(_pool_ctx)
     app.cleanup_ctx.append(_tokens_ctx)  # accounts + Sora's background refresh task
     app.cleanup_ctx.append(_jobs_ctx)
+    app.cleanup_ctx.append(_webhooks_ctx)  # the webhook outbox's sender
     # Prunes jobs, deleted characters and request-log rows past their [storage] limits.
     app.cleanup_ctx.append(_retention_ctx)
     # Before aiohttp waits for open requests: end streams cleanly, their jobs resume after restart.

@@ -8,9 +8,9 @@ writing 5 to /proc/<pid>/clear_refs) and its CPU time from /proc/<pid>/stat (uti
 threads). Every figure is a ratio or a count against a target, never a wall-clock number: the
 machine is shared and noisy. Children run from cached bytecode (PYTHONPYCACHEPREFIX in the temp
 dir, compiled before they start), as an installed service would, even when the calling shell sets
-PYTHONDONTWRITEBYTECODE. Order: 4, 1, 2, 3, 5 (idle figures first). `python -m sora2api.bench
+PYTHONDONTWRITEBYTECODE. Order: 4, 1, 2, 3, 5, 6 (idle figures first). `python -m sora2api.bench
 TARGET...` (`make bench BENCH="models startup"`) runs only the named targets: models (4), polls
-(1), cache (2), many (3), startup (5).
+(1), cache (2), many (3), startup (5), metrics (6).
 
 4. GET /v1/models against a bare aiohttp app (benchmarks/bare.py, run as a script so it imports
    aiohttp and nothing else) returning the same bytes with the same content type. Not the same
@@ -45,6 +45,10 @@ TARGET...` (`make bench BENCH="models startup"`) runs only the named targets: mo
    each 5 times, alternating; start-up is the time from spawn to the first 200 from /health
    (best of 5, target <= 1.25x the empty one), stats latency the median of 30 sequential calls
    (best of 5, target <= 3x). The counts /api/stats reports must match the rows written.
+6. GET /v1/models with GET /metrics on vs off: a second server of the same build with a
+   [metrics] token, scraped every second (Prometheus' default is 15 s) during its rounds, against
+   the first (no token); loadgen rounds alternate between them (warm-up, then 5 each), best
+   req/s of each, target >= 95 %. Requests per server CPU-second are printed too.
 
 Exit code 0 when every target passes, 1 when any fails, 2 when the bench itself cannot run.
 """
@@ -109,6 +113,10 @@ LOAD_CONNECTIONS = 50
 LOAD_REQUESTS = 10000
 LOAD_ROUNDS = 5
 MODELS_RATIO_TARGET = 0.80
+# 6: /v1/models with GET /metrics on (a token, scraped every second) vs off, in the same run
+METRICS_TOKEN = "bench-metrics-0123456789"
+METRICS_RATIO_TARGET = 0.95
+METRICS_SCRAPE_INTERVAL = 1.0
 POLL_RATIO_TARGET = 0.70
 IDLE_RSS_TARGET = 1.2
 # 5: start-up and stats on a large database
@@ -206,6 +214,7 @@ class Bench:
         self.server: Child | None = None
         self.session: aiohttp.ClientSession | None = None
         self.accounts: list[dict[str, Any]] = []
+        self.config: dict[str, Any] = {}
 
     # -- processes -------------------------------------------------------------------------
 
@@ -264,6 +273,7 @@ class Bench:
             },
             "generation": {"queue_timeout": 120.0},
         }
+        self.config = config
         config_path = self.tmp / "config.toml"
         config_path.write_text(_toml(config))
         self.server = self._spawn(
@@ -522,6 +532,119 @@ class Bench:
         )
 
     # -- 1. upstream polls -----------------------------------------------------------------
+
+    async def measure_metrics(self) -> None:
+        """GET /v1/models on two servers of one build, alternating: `off` (no [metrics] token)
+        and `on` (a token, and GET /metrics scraped every second during its rounds)."""
+        _say("[6] GET /v1/models with /metrics on (scraped every 1 s) vs off, same run")
+        port = free_port()
+        config = {
+            **self.config,
+            "server": {"host": "127.0.0.1", "port": port},
+            "storage": {"db_path": "db-metrics.sqlite", "media_dir": "media-metrics"},
+            "metrics": {"token": METRICS_TOKEN},
+        }
+        path = self.tmp / "config-metrics.toml"
+        path.write_text(_toml(config))
+        on_url = f"http://127.0.0.1:{port}"
+        on = self._spawn(
+            "sora2api-metrics", [sys.executable, "-m", "sora2api", "--config", str(path)]
+        )
+        await wait_http(on, on_url + "/health")
+        assert self.server is not None
+        off_port = int(self.server_url.rsplit(":", 1)[1])
+        scrape = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        scrapes = 0
+
+        async def scraper() -> None:
+            nonlocal scrapes
+            while True:
+                async with self.http.get(on_url + "/metrics", headers=scrape) as resp:
+                    if resp.status != 200:
+                        raise BenchError(f"GET /metrics: HTTP {resp.status}")
+                    await resp.read()
+                scrapes += 1
+                await asyncio.sleep(METRICS_SCRAPE_INTERVAL)
+
+        async def load(port: int, child: Child, requests: int) -> tuple[float, float]:
+            cpu0 = child.cpu_seconds()
+            result = await self._loadgen(port, "/v1/models", f"Bearer {API_KEY}", requests)
+            return result["rps"], result["requests"] / max(child.cpu_seconds() - cpu0, 1e-3)
+
+        best = {"off": (0.0, 0.0), "on": (0.0, 0.0)}
+        scraping = asyncio.create_task(scraper())
+        try:
+            await load(off_port, self.server, 2000)  # warm-up, not counted
+            await load(port, on, 2000)
+            for n in range(LOAD_ROUNDS):
+                off = await load(off_port, self.server, LOAD_REQUESTS)
+                onr = await load(port, on, LOAD_REQUESTS)
+                best = {
+                    "off": (max(best["off"][0], off[0]), max(best["off"][1], off[1])),
+                    "on": (max(best["on"][0], onr[0]), max(best["on"][1], onr[1])),
+                }
+                _say(
+                    f"    run {n + 1} req/s: off {off[0]:5.0f} ({off[1]:5.0f}/CPU-s), "
+                    f"on {onr[0]:5.0f} ({onr[1]:5.0f}/CPU-s)"
+                )
+        finally:
+            scraping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await scraping
+            on.stop()
+        ratio = best["on"][0] / best["off"][0]
+        self.record(
+            Figure(
+                "GET /v1/models req/s, /metrics on vs off",
+                f"{ratio:.0%} ({best['on'][0]:.0f} vs {best['off'][0]:.0f} req/s, best of "
+                f"{LOAD_ROUNDS}, {scrapes} scrapes)",
+                f">= {METRICS_RATIO_TARGET:.0%}",
+                ratio >= METRICS_RATIO_TARGET,
+            )
+        )
+        cpu_ratio = best["on"][1] / best["off"][1]
+        self.record(
+            Figure(
+                "GET /v1/models requests per server CPU-s, /metrics on vs off",
+                f"{cpu_ratio:.0%} ({best['on'][1]:.0f} vs {best['off'][1]:.0f}, best of "
+                f"{LOAD_ROUNDS})",
+                "(reported)",
+                None,
+            )
+        )
+
+    async def _loadgen(self, port: int, path: str, auth: str, requests: int) -> dict[str, float]:
+        """One run of benchmarks/loadgen.py in its own process against 127.0.0.1:port."""
+        argv = [
+            sys.executable,
+            str(HERE / "benchmarks" / "loadgen.py"),
+            "127.0.0.1",
+            str(port),
+            path,
+            str(LOAD_CONNECTIONS),
+            str(requests),
+        ]
+        if auth:
+            argv.append(auth)
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=child_env(self.tmp / "pycache"),
+        )
+        try:
+            async with asyncio.timeout(150):
+                out, err = await proc.communicate()
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        if proc.returncode != 0:
+            raise BenchError(f"load generator failed on port {port}: {err.decode()[-500:]}")
+        result: dict[str, float] = json.loads(out)
+        if result["errors"]:
+            raise BenchError(f"{result['errors']} non-200 answers to GET {path} on port {port}")
+        return result
 
     async def measure_polls(self) -> None:
         _say(f"[1] upstream list polls: {POLL_JOBS} video jobs on {POLL_TOKENS} tokens")
@@ -900,6 +1023,7 @@ TARGETS: dict[str, Callable[[Bench], Awaitable[None]]] = {
     "cache": Bench.measure_cache,
     "many": Bench.measure_many,
     "startup": Bench.measure_startup,
+    "metrics": Bench.measure_metrics,
 }
 
 

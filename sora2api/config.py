@@ -143,6 +143,38 @@ class PoolConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ProvidersConfig:
+    # The base URL a Seedance account gets when it is added without one (as the Ark SDK takes it).
+    seedance_base_url: str = "https://ark.cn-beijing.volces.com/api/v3"
+    # The base URL a Gemini account gets when it is added without one: the bare host, as
+    # google-genai takes it (the client adds /v1).
+    gemini_base_url: str = "https://generativelanguage.googleapis.com"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhooksConfig:
+    # Seconds before the first retry of a failed delivery; each next wait is backoff_factor times
+    # longer (5, 30, 180, ... s), capped at max_retry_interval, until max_age after the event.
+    first_retry: float = 5.0
+    backoff_factor: float = 6.0
+    max_retry_interval: float = 21600.0
+    max_age: float = 86400.0
+    # Seconds one delivery may take (connect, send, read the answer); bytes of the answer read.
+    timeout: float = 15.0
+    max_response_kb: int = 64
+    # Deliveries sent at once (one at a time per delivery and per URL).
+    concurrency: int = 4
+    # Days a finished (delivered or given-up) delivery stays listed.
+    keep_days: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    # Bearer token of GET /metrics (Prometheus); empty: the route answers 404 as if absent.
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -151,6 +183,9 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     pool: PoolConfig = field(default_factory=PoolConfig)
+    providers: ProvidersConfig = field(default_factory=ProvidersConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     # Directory relative paths are resolved against (the config file's folder).
     base_dir: str = "."
     # (section, key) pairs set by SORA2API_* environment variables: the panel shows them locked.
@@ -189,6 +224,9 @@ SECTIONS: dict[str, type[Any]] = {
     "security": SecurityConfig,
     "generation": GenerationConfig,
     "pool": PoolConfig,
+    "providers": ProvidersConfig,
+    "webhooks": WebhooksConfig,
+    "metrics": MetricsConfig,
 }
 
 _ENV_PREFIX = "SORA2API_"

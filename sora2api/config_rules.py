@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -46,7 +47,16 @@ RANGES: dict[tuple[str, str], tuple[float, float]] = {
     ("pool", "cooldown_base"): (0.05, _DAY),
     ("pool", "cooldown_max"): (0.05, 30 * _DAY),
     ("pool", "test_concurrency"): (1, 100),
+    ("webhooks", "first_retry"): (0.01, _DAY),
+    ("webhooks", "backoff_factor"): (1, 100),
+    ("webhooks", "max_retry_interval"): (0.01, 30 * _DAY),
+    ("webhooks", "max_age"): (0.01, 30 * _DAY),
+    ("webhooks", "timeout"): (0.1, 600),
+    ("webhooks", "max_response_kb"): (1, 10_240),
+    ("webhooks", "concurrency"): (1, 100),
+    ("webhooks", "keep_days"): (1, 3650),
 }
+_LABEL = re.compile(r"[\w-]{1,63}")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -68,6 +78,24 @@ def _token(value: str, limit: int, *, empty: bool = False) -> str | None:
     return problem
 
 
+def host_problem(host: str) -> str | None:
+    """Why a URL's host is not a usable host name or IP address (None: it is)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return "is not a host name (dot-separated labels of 1 to 63 letters, digits, - or _)"
+    try:
+        host.encode("idna")  # what the HTTP client does with it: a 500 there otherwise
+    except UnicodeError:
+        return "is not a host name DNS can carry"
+    return None
+
+
 def _url(value: str, *, empty: bool, schemes: tuple[str, ...] = ("http", "https")) -> str | None:
     """Why a URL is refused: scheme, host, port; no spaces or control characters."""
     if not value:
@@ -83,7 +111,8 @@ def _url(value: str, *, empty: bool, schemes: tuple[str, ...] = ("http", "https"
         return f"{want} and a valid port"
     if parts.scheme.lower() not in schemes or not parts.hostname:
         return f"{want} and name a host"
-    return None
+    problem = host_problem(parts.hostname)
+    return None if problem is None else f"{want} and name a valid host (the host {problem})"
 
 
 def _public_url(value: str) -> str | None:
@@ -143,4 +172,7 @@ FORMATS: dict[tuple[str, str], Callable[[str], str | None]] = {
     ("generation", "watermark_parse_method"): lambda v: None,  # _CHOICES
     ("generation", "watermark_custom_url"): lambda v: _url(v, empty=True),
     ("generation", "watermark_custom_token"): lambda v: _token(v, 1024, empty=True),
+    ("providers", "seedance_base_url"): lambda v: _url(v, empty=False),
+    ("metrics", "token"): lambda v: _token(v, 256, empty=True),
+    ("providers", "gemini_base_url"): lambda v: _url(v, empty=False),
 }

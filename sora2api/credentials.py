@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from .config_rules import host_problem
 from .errors import ApiError, BadRequestError
 from .jwt import decode_jwt
 from .mask import mask_proxy
@@ -37,6 +38,15 @@ OPTION_FIELDS = (
     "video_concurrency",
 )
 _USERNAME_TRIES = 5
+# Lengths of the free-text token fields. Real access and session tokens are a few KB (a session
+# cookie is cut into 4 KB chunks by browsers); OAuth client ids are short; e-mail is RFC 5321's
+# path limit. Longer values are pasting mistakes or abuse, and would reach upstream headers.
+MAX_CREDENTIAL = 16_384
+MAX_CLIENT_ID = 256
+MAX_EMAIL = 254
+MAX_PROXY = 2048
+MAX_REMARK = 500
+MAX_INVITE_CODE = 100
 
 
 def check_proxy(value: Any, param: str = "proxy") -> str:
@@ -48,6 +58,13 @@ def check_proxy(value: Any, param: str = "proxy") -> str:
     value = value.strip()
     if not value:
         return ""
+    if len(value) > MAX_PROXY:
+        raise BadRequestError(f"'{param}' is longer than {MAX_PROXY} characters", param=param)
+    if any(ord(c) <= 32 or ord(c) == 127 for c in value):
+        # urlsplit drops tabs and newlines silently; the stored value would still hold them.
+        raise BadRequestError(
+            f"'{param}' must not contain spaces or control characters", param=param
+        )
     try:
         parts = urlsplit(value)
         port = parts.port
@@ -63,6 +80,9 @@ def check_proxy(value: Any, param: str = "proxy") -> str:
         )
     if not parts.hostname:
         raise BadRequestError(f"'{param}' has no host: {mask_proxy(value)!r}", param=param)
+    problem = host_problem(parts.hostname)
+    if problem is not None:
+        raise BadRequestError(f"'{param}': the host {problem}", param=param)
     del port  # parsed only to reject a non-numeric port
     return str(value)
 
@@ -94,8 +114,8 @@ def check_remark(value: Any, param: str = "remark") -> str:
         return ""
     if not isinstance(value, str):
         raise BadRequestError(f"'{param}' must be a string", param=param)
-    if len(value) > 500:
-        raise BadRequestError(f"'{param}' is longer than 500 characters", param=param)
+    if len(value) > MAX_REMARK:
+        raise BadRequestError(f"'{param}' is longer than {MAX_REMARK} characters", param=param)
     return value
 
 
@@ -296,10 +316,14 @@ def parse_text(text: str) -> list[ImportItem]:
     return items
 
 
-def check_credential_text(value: str, name: str) -> str:
+def check_credential_text(value: str, name: str, limit: int = MAX_CREDENTIAL) -> str:
     """A pasted credential, stripped; a control character inside is a 400 (it would reach an
     HTTP header or form, where CR/LF split it and NUL breaks it). The value is never echoed."""
     value = value.strip()
+    if len(value) > limit:
+        raise BadRequestError(
+            f"'{name}' is {len(value)} characters long; at most {limit} are accepted", param=name
+        )
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise BadRequestError(
             f"'{name}' contains a control character (CR, LF, NUL, ...); paste the token alone",
@@ -308,13 +332,26 @@ def check_credential_text(value: str, name: str) -> str:
     return value
 
 
+def check_client_id(value: str, name: str = "client_id") -> str:
+    """An OAuth client id: short, no spaces (it is sent in the refresh request's form)."""
+    value = check_credential_text(value, name, MAX_CLIENT_ID)
+    if any(c.isspace() for c in value):
+        raise BadRequestError(f"'{name}' must not contain spaces", param=name)
+    return value
+
+
+_TEXT_LIMITS = {"client_id": MAX_CLIENT_ID, "email": MAX_EMAIL}
+
+
 def _opt_str(obj: Mapping[str, Any], name: str) -> str | None:
     value = obj.get(name)
     if value is None or value == "":
         return None
     if not isinstance(value, str):
         raise BadRequestError(f"'{name}' must be a string", param=name)
-    return check_credential_text(value, name) or None
+    if name == "client_id":
+        return check_client_id(value) or None
+    return check_credential_text(value, name, _TEXT_LIMITS.get(name, MAX_CREDENTIAL)) or None
 
 
 def parse_json(data: Any) -> list[ImportItem]:

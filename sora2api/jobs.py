@@ -11,7 +11,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import ClientSession
@@ -24,10 +24,12 @@ from .pool import TokenPool
 from .providers.limits import PollLimits
 from .settings import Settings
 from .store import JobRow, Store
-from .upstream.client import SoraClient
 from .upstream.errors import Kind, UpstreamFailure
 from .viewcache import ViewCache
-from .watcher import Watchers
+
+if TYPE_CHECKING:  # only annotations: app.py builds Sora's pieces, the engine just carries them
+    from .providers.sora.client import SoraClient
+    from .providers.sora.watcher import Watchers
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +235,8 @@ class JobContext:
         if phase == SUBMITTING and not self.row.started_at:
             values["started_at"] = time.time()
         await self.save(**values)
+        if phase in FINAL and self.engine.on_final is not None:
+            self.engine.on_final()  # the update's trigger queued the webhooks: send them now
         self.phase = phase
         started = {"started_at": values["started_at"]} if "started_at" in values else {}
         self.row = replace(self.row, phase=phase, status=values["status"], **columns, **started)
@@ -266,6 +270,7 @@ class JobEngine:
         store: Store,
         pool: TokenPool,
         client: SoraClient,
+        watchers: Watchers,
         media: MediaCache,
         flow: Callable[[JobContext], Awaitable[dict[str, Any]]],
         resume_flow: Callable[[JobContext], Awaitable[dict[str, Any]]],
@@ -276,9 +281,11 @@ class JobEngine:
         self.settings = settings
         self.store = store
         self.pool = pool
+        # Sora's client and per-token watchers, built and closed by app.py: the engine never calls
+        # them, it only hands them to Sora's flows (ctx.client, engine.watchers).
         self.client = client
+        self.watchers = watchers
         self.media = media
-        self.watchers = Watchers(settings, pool, client)
         self._flow = flow
         self._resume_flow = resume_flow
         # Called with the token id after every finished video (the token manager's quota check).
@@ -294,6 +301,8 @@ class JobEngine:
         # For provider flows (flows/tasks.py): the app's session and per-account poll limits.
         self.http = http
         self.poll_limits = PollLimits()
+        # Called after a job's final update (the webhook outbox's wake-up).
+        self.on_final: Callable[[], None] | None = None
 
     @property
     def closing(self) -> bool:
@@ -330,9 +339,11 @@ class JobEngine:
         api: str = "chat",
         remixed_from: str | None = None,
         key_id: int | None = None,
+        webhook_url: str | None = None,
     ) -> JobRun:
         """Write the job row, then start it. Nothing reaches the upstream before the row exists.
-        `key_id` is the created API key that asked (None: the bootstrap key or the panel)."""
+        `key_id` is the created API key that asked (None: the bootstrap key or the panel);
+        `webhook_url` is the create's own, told of the end besides the key's URLs."""
         job_id = new_job_id(req.kind)
         now = time.time()
         described = req.describe()
@@ -351,6 +362,7 @@ class JobEngine:
             created_at=now,
             updated_at=now,
             key_id=key_id,
+            webhook_url=webhook_url,
             **planned(described, req.kind),
         )
         await self.store.jobs.insert(row)
@@ -520,7 +532,6 @@ class JobEngine:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        await self.watchers.close()
 
 
 @dataclass(slots=True)

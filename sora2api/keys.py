@@ -15,16 +15,19 @@ if TYPE_CHECKING:  # only annotations: keys.py stays cheap to import
     from .config import Config
     from .jobs import JobEngine
     from .media import MediaCache
+    from .metrics import Metrics
     from .onboarding import Onboarding
     from .pool import TokenPool
     from .providers.registry import ProviderRegistry
     from .providers.sora.account import SoraAccounts
+    from .providers.sora.client import SoraClient
     from .providers.sora.convert import SoraConversions
     from .registry import ModelListing
     from .settings import Settings
+    from .sse import OpenStreams
     from .store import ApiKeyRow, Store
-    from .upstream.client import SoraClient
     from .urlguard import UrlGuard
+    from .webhooks import Outbox
 
 CONFIG: web.AppKey[Config] = web.AppKey("sora2api.config")
 STORE: web.AppKey[Store] = web.AppKey("sora2api.store")
@@ -46,6 +49,11 @@ ACCOUNT_VIEWS: web.AppKey[AccountViews] = web.AppKey("sora2api.account_views")
 ACCOUNT_TESTS: web.AppKey[AccountTests] = web.AppKey("sora2api.account_tests")
 JOBS: web.AppKey[JobEngine] = web.AppKey("sora2api.jobs")
 LISTING: web.AppKey[ModelListing] = web.AppKey("sora2api.model_listing")
+# The webhook outbox (webhooks.py): its bootstrap secret and its backlog.
+WEBHOOKS: web.AppKey[Outbox] = web.AppKey("sora2api.webhooks")
+# SSE streams open now, and GET /metrics (its registry and the observers it installs).
+STREAMS: web.AppKey[OpenStreams] = web.AppKey("sora2api.streams")
+METRICS: web.AppKey[Metrics] = web.AppKey("sora2api.metrics")
 
 # Per-request values (aiohttp 3.14 wants typed keys here too); those the request log reads
 # live in reqlog.py. The admin session of a request authenticated by one (absent for API-key requests).

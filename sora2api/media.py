@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import re
 import secrets
+import shutil
 import stat
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -370,6 +372,38 @@ class MediaCache:
             claim.end(kept=kept)
         return CachedFile(name, path, len(data), CONTENT_TYPES[ext])
 
+    async def adopt_file(self, source: str | os.PathLike[str], *, ext: str) -> CachedFile:
+        """Take in a file a provider already wrote (inline video data), checked like a download
+        (size limit, first bytes, disk budget) and moved, never read into memory. The source is
+        consumed whether it is kept or refused."""
+        src = Path(source)
+        try:
+            ext = _check_ext(ext)
+            limit = self._settings.current.storage.media_max_mb * MB
+            size, head = await asyncio.to_thread(_stat_and_head, src)
+            if size > limit:
+                raise MediaFailure(
+                    f"Caching failed: the inline file is {size_text(size)}, over the "
+                    f"{size_text(limit)} limit",
+                    Kind.MALFORMED,
+                )
+            actual = _expect(head, ext, "the inline file", "application/octet-stream")
+            name, path = self._new_path(actual)
+            claim = self.budget.claim(size, "the inline file")
+            try:
+                claim.add(size)
+                await asyncio.to_thread(_move, src, path)
+                claim.end(kept=True)
+            finally:
+                claim.end(kept=False)  # no-op once kept
+        except OSError as exc:
+            raise ApiError(f"Caching failed: cannot move the inline file: {exc.strerror}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(src)  # gone already when it was moved
+        log.info("cached an inline file (%s) as %s", size_text(size), name)
+        return CachedFile(name, path, size, CONTENT_TYPES[actual])
+
     def url_for(self, name: str) -> str:
         """The public link of a cached file."""
         return f"{self._settings.current.public_base}/tmp/{name}"
@@ -474,6 +508,28 @@ class MediaCache:
                 log.exception("media pruning failed; retrying next interval")
             # The floor keeps a zero interval from spinning the loop.
             await asyncio.sleep(max(self._settings.current.storage.prune_interval, 0.1))
+
+
+def _stat_and_head(path: Path) -> tuple[int, bytes]:
+    with path.open("rb") as f:
+        return os.fstat(f.fileno()).st_size, f.read(_SNIFF_BYTES)
+
+
+def _move(src: Path, path: Path) -> None:
+    """Move a file into the cache (a copy when it is on another disk); its age starts now."""
+    part = path.with_name(path.name + ".part")
+    try:
+        try:
+            os.replace(src, part)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.copyfile(src, part)
+        os.utime(part)  # media_ttl counts from adoption, not from when the provider wrote it
+        os.replace(part, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            part.unlink()
 
 
 def _write_atomic(path: Path, data: bytes) -> None:

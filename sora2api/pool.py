@@ -70,11 +70,11 @@ class TokenState:
             return "cooling down"
         if not (r.image_enabled if kind == "image" else r.video_enabled):
             return f"{kind} disabled"
-        if kind == "video":
-            if r.provider == DEFAULT_PROVIDER and not r.sora2_supported:
-                return "without Sora-2"
-            if r.quota_remaining == 0 and (r.quota_resets_at or 0) > now:
-                return "out of quota"
+        problem = registry.account_problem(r, kind)
+        if problem is not None:
+            return problem
+        if kind == "video" and r.quota_remaining == 0 and (r.quota_resets_at or 0) > now:
+            return "out of quota"
         return None
 
 
@@ -105,9 +105,14 @@ class _Waiter:
     exclude: frozenset[int]
     future: asyncio.Future[TokenState]
     model: str | None = None
+    since: float = field(default_factory=time.monotonic)
 
 
 OnQueued = Callable[[int], Awaitable[None]]
+# Observers GET /metrics installs (see metrics.py): seconds a lease waited, and every failure
+# reported against an account with that account's provider.
+OnWaited = Callable[[str, float], None]
+OnFailure = Callable[[str, UpstreamFailure], None]
 
 
 def _retrieved(task: asyncio.Task[Row]) -> None:
@@ -130,6 +135,8 @@ class TokenPool:
         # Bumped on every change of a token row or of the set of tokens (answers built from
         # the rows, such as the /v1/models list, are kept until it moves).
         self.version = 0
+        self.on_waited: OnWaited | None = None
+        self.on_failure: OnFailure | None = None
 
     # -- state: every write of a token row goes through transition() ------------------------
 
@@ -215,6 +222,10 @@ class TokenPool:
             return self._tokens[token_id]
         except KeyError:
             raise NotFoundError(f"Token {token_id} not found", param="token_id") from None
+
+    def waiting(self) -> list[tuple[str, float]]:
+        """(kind, monotonic time it joined) of every lease waiting in the queue."""
+        return [(w.kind, w.since) for w in self._waiters]
 
     def tokens(self) -> list[TokenState]:
         return list(self._tokens.values())
@@ -332,6 +343,8 @@ class TokenPool:
     ) -> TokenState:
         tok = self._pick(kind, exclude, model) if not self._waiters else None
         if tok is not None:
+            if self.on_waited is not None:
+                self.on_waited(kind, 0.0)
             return tok
         if not self._has_candidate(kind, exclude, model):
             raise UnavailableError(self.unavailable_reason(kind, exclude, model))
@@ -347,6 +360,8 @@ class TokenPool:
             async with asyncio.timeout(timeout):
                 tok = await asyncio.shield(fut)
             delivered = True
+            if self.on_waited is not None:
+                self.on_waited(kind, time.monotonic() - waiter.since)
             return tok
         except TimeoutError:
             raise UnavailableError(
@@ -400,6 +415,9 @@ class TokenPool:
     ) -> None:
         """Apply the one reaction of the failure's class to the token. Give the access token the
         call used when known: a 401 on one a refresh has replaced meanwhile then changes nothing."""
+        if self.on_failure is not None:
+            state = self._tokens.get(token_id)
+            self.on_failure(state.token.provider if state else "unknown", failure)
         if failure.token_reaction is None:
             return
         log.info("token %d: %s -> %s", token_id, failure.kind.value, failure.token_reaction)

@@ -18,11 +18,14 @@ from .errors import BadRequestError
 from .models import MODELS
 from .providers import DEFAULT_PROVIDER
 from .providers.base import ModelSpec, Provider
+from .providers.gemini import PROVIDER as GEMINI
 from .providers.openai import PROVIDER as OPENAI
+from .providers.seedance import PROVIDER as SEEDANCE
+from .providers.sora.eligibility import sora_problem
 from .store import TokenRow
 
-# The live providers, by the name an account row carries. Sora's flows stay in flows/generate.py.
-PROVIDERS: dict[str, Provider] = {OPENAI.name: OPENAI}
+# The live providers, by the name an account row carries. Sora's flows are in providers/sora/.
+PROVIDERS: dict[str, Provider] = {OPENAI.name: OPENAI, SEEDANCE.name: SEEDANCE, GEMINI.name: GEMINI}
 # Account states that no longer serve anything until the admin acts (a cooldown passes by itself).
 _T = TypeVar("_T", int, str)
 _DEAD = frozenset({"disabled", "expired", "invalid"})
@@ -69,6 +72,14 @@ def account_models(row: TokenRow) -> tuple[ModelSpec, ...]:
     if row.provider == DEFAULT_PROVIDER:
         return ()
     return _specs(row.provider, row.served_models, row.models)
+
+
+def account_problem(row: TokenRow, kind: str) -> str | None:
+    """A provider's own reason an account cannot take a `kind` job (beyond status, cooldown,
+    enabled kinds and quota, which the pool checks for every provider), or None."""
+    if row.provider == DEFAULT_PROVIDER:
+        return sora_problem(row, kind)
+    return None
 
 
 def serves(row: TokenRow, model_id: str) -> bool:
@@ -164,19 +175,39 @@ class ModelListing:
 
 
 def model_object(model_id: str, spec: ModelSpec | None) -> dict[str, object]:
-    """OpenAI's model object; `owned_by` names the provider serving it."""
+    """OpenAI's model object; `owned_by` names the provider serving it, and the extra fields
+    say what a request may choose (clients that know only the OpenAI shape ignore them)."""
+    base: dict[str, object] = {"id": model_id, "object": "model", "created": 1735689600}
     if spec is None:
-        return {
-            "id": model_id,
-            "object": "model",
-            "created": 1735689600,
+        m = MODELS[model_id]
+        video = m.kind == "video"
+        return base | {
             "owned_by": "sora2api",
-            "description": MODELS[model_id].description,
+            "description": m.description,
+            "provider": "sora",
+            "kind": m.kind,
+            # A Sora id fixes its length and shape: one value each, nothing to choose.
+            "seconds": [m.seconds] if video else [],
+            "sizes": [],
+            "orientation": m.orientation or None,
+            "image_input": True,
+            "remix": video,
+            "styles": video,
+            "storyboard": video,
+            "characters": video,
         }
-    return {
-        "id": model_id,
-        "object": "model",
-        "created": 1735689600,
+    return base | {
         "owned_by": spec.provider,
         "description": spec.description,
+        "provider": spec.provider,
+        "kind": spec.kind,
+        "seconds": list(spec.seconds),
+        "default_seconds": spec.default_seconds,
+        "sizes": list(spec.sizes),
+        "default_size": spec.default_size,
+        "image_input": spec.image_input,
+        "remix": spec.remix,
+        "styles": False,
+        "storyboard": False,
+        "characters": False,
     }

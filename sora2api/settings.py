@@ -62,9 +62,10 @@ EDITABLE: dict[str, tuple[str, ...]] = {
         "cooldown_base",
         "cooldown_max",
     ),
+    "metrics": ("token",),
 }
 # Secret-valued settings are shown masked.
-SECRET_FIELDS = {("generation", "watermark_custom_token")}
+SECRET_FIELDS = {("generation", "watermark_custom_token"), ("metrics", "token")}
 # URL-valued settings: a password in them (user:password@host) is masked.
 _URL_FIELDS = {
     ("server", "public_url"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import orjson
@@ -43,3 +45,19 @@ async def send(resp: web.StreamResponse, data: bytes) -> bool:
     except (ConnectionResetError, ConnectionError, RuntimeError, TimeoutError):
         return False
     return True
+
+
+class OpenStreams:
+    """How many SSE streams this app has open right now (GET /metrics reads it)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        """Count one stream for as long as the block runs, however it ends."""
+        self.count += 1
+        try:
+            yield
+        finally:
+            self.count -= 1

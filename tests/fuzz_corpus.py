@@ -26,6 +26,7 @@ from .fuzz_values import (
     CHARACTER_BASE,
     CHAT_BAD,
     CHAT_BASE,
+    CONVERT_BAD,
     EDIT_BAD,
     HUGE,
     IMAGE_BAD,
@@ -33,9 +34,13 @@ from .fuzz_values import (
     JUNK_KEYS,
     KEY_BAD,
     KEY_BASE,
+    MP4_URL,
     PNG_B64,
     QUERY_NAMES,
     QUERY_VALUES,
+    SETTING_BAD_FORMAT,
+    SETTING_BAD_RELATION,
+    SETTING_VALID,
     SETTING_WRONG,
     TOKEN_BAD,
     VALID_BODIES,
@@ -157,14 +162,47 @@ def _query(rng: random.Random) -> str:
     return "?" + "&".join(pairs)
 
 
-def _authorised_body(rng: random.Random, method: str, path: str, settings: dict[str, str]) -> Any:
+def setting_refusals(setting: dict[str, Any]) -> list[Any]:
+    """Values one setting (as GET /api/admin/settings describes it) must refuse: wrong types,
+    out of its range, outside its choices, or in a format it refuses."""
+    key, kind = setting["key"], setting["type"]
+    out: list[Any] = [*SETTING_WRONG.get(kind, []), *SETTING_BAD_RELATION.get(key, [])]
+    if setting.get("range"):
+        lo, hi = setting["range"]
+        out += [lo - 1, hi + 1, -1e308, 1e308, -(2**63), 2**63]
+        if kind == "float" and lo > 0:
+            out += [0, lo / 2]
+        if kind == "float":
+            out += [hi * 1.5]
+    if setting.get("choices"):
+        first = setting["choices"][0]
+        out += ["", first.upper(), first + " ", "nope"]
+    elif kind == "str":
+        out += SETTING_BAD_FORMAT[key]
+    return out
+
+
+def _settings_body(rng: random.Random, settings: dict[str, dict[str, Any]]) -> Any:
+    """A PUT /api/admin/settings body with at least one refused value."""
+    key = rng.choice([*settings, *settings, "nope.key", "upstream", "", "\u00b2.x"])
+    value = rng.choice(setting_refusals(settings[key])) if key in settings else 1
+    values = {key: value}
+    if rng.random() < 0.3:  # beside a valid change, which must not be saved either
+        values = {**SETTING_VALID, **values}
+    return rng.choice([{"values": values}] * 6 + [{"values": []}, {"values": {}}, values])
+
+
+def _authorised_body(
+    rng: random.Random, method: str, path: str, settings: dict[str, dict[str, Any]]
+) -> Any:
     """A body this (valid-auth) route must refuse, or None to send garbage instead."""
     if path == "/v1/chat/completions":
         body = _mutated(rng, CHAT_BASE, CHAT_BAD)
-        if body["model"] == "sora-image" and {"remix_target_id", "character_options"} & set(body):
-            # Image models ignore these two fields whatever their value (reported, not fixed
-            # here): only a video model is sure to refuse them.
+        if {"remix_target_id", "character_options"} & set(body) and rng.random() < 0.5:
+            # Image models refuse these fields outright; on a video model with a clip attached
+            # their values themselves must be refused.
             body["model"] = "sora-video-10s"
+            body.setdefault("video", MP4_URL)
         return body
     if path == "/v1/videos":
         return _mutated(rng, VIDEO_BASE, VIDEO_BAD)
@@ -178,7 +216,13 @@ def _authorised_body(rng: random.Random, method: str, path: str, settings: dict[
         return _mutated(rng, {"token": "x"}, TOKEN_BAD)
     if path in ("/api/tokens/st2at", "/api/tokens/rt2at"):
         name = "st" if "st2at" in path else "rt"
-        return {name: rng.choice([5, [], {}, None, "", "nope" * 5]), "proxy": rng.choice([5, []])}
+        fields = [name, "proxy"] + (["client_id"] if name == "rt" else [])
+        bad = {f: CONVERT_BAD[f] for f in fields}
+        return (
+            _mutated(rng, {name: "x" * 30}, bad)
+            if rng.random() < 0.5
+            else {name: rng.choice(CONVERT_BAD[name])}
+        )
     if path == "/api/tokens/import":
         return rng.choice([{"data": 5}, {"format": "xml", "data": "x"}, {"tokens": 5}, {}])
     if path == "/api/tokens/test-proxy":
@@ -194,10 +238,7 @@ def _authorised_body(rng: random.Random, method: str, path: str, settings: dict[
     if path == "/api/admin/apikey":
         return {"api_key": rng.choice([5, "", [], {}, None, True])}
     if path == "/api/admin/settings":
-        # Wrong types and unknown keys only: value ranges are issue 9 item 13 (another helper).
-        key = rng.choice([*settings, "nope.key", "upstream", "", "\u00b2.x"])
-        value = rng.choice(SETTING_WRONG.get(settings.get(key, ""), [1, "x", None]))
-        return rng.choice([{"values": {key: value}}, {"values": []}, {"values": {}}, {key: value}])
+        return _settings_body(rng, settings)
     if path.endswith("/remix"):
         return {"prompt": rng.choice([5, [], {}, "", "   ", None, True, HUGE]), "seconds": "10"}
     if path.endswith("/visibility"):
@@ -257,7 +298,7 @@ def cases(
     token_ids: list[str],
     char_ids: list[str],
     job_ids: list[str],
-    settings: dict[str, str],
+    settings: dict[str, dict[str, Any]],
 ) -> list[Case]:
     """`count` requests spread over every route, reproducible from `seed`."""
     rng = random.Random(seed)

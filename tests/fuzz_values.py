@@ -58,12 +58,18 @@ QUERY_VALUES += [*ODD_DIGITS, WIDE_NINES, "asc", "desc", "video", "json", "xml",
 QUERY_NAMES = ["limit", "offset", "order", "after", "variant", "format", "status", "kind"]
 QUERY_NAMES += ["token_id", "cursor", "cut", "intent", "username", "include_deleted", "reveal"]
 QUERY_NAMES += ["response_format", "invite_code", "\u00b2", "limit[]"]
+QUERY_NAMES += ["key_id"]  # the webhook deliveries listing (p12-webhooks)
+# A create's own webhook_url (p12-webhooks): never accepted in these forms.
+BAD_WEBHOOK_URLS: list[Any] = ["ftp://h.example/x", "not a url", 5, [], {}, "https://", HUGE]
 
 PNG_B64 = "data:image/png;base64,iVBORw0KGgo="  # a PNG signature and nothing else
 
+# Control characters inside a pasted credential (CR/LF would split an HTTP header).
+CONTROL_CREDENTIALS = ["abc\r\nSet-Cookie: x=1", "abc\nx", "a\x00b", "abc\x7f", "\r\n"]
+# A valid MP4 start: a chat body carrying it reaches the character options' checks.
+MP4_URL = "data:video/mp4;base64,AAAAIGZ0eXBpc29t"
+
 # What each create-like route starts from (a valid body) and, per field, values it must refuse.
-# Left out on purpose (issue 9 item 15, fixed by other helpers): "n": "²" / "①" on the images
-# routes, huge chat prompts, CR/LF/NUL in session tokens, character_options.timestamps 1e308.
 CHAT_BASE = {"model": "sora-image", "messages": [{"role": "user", "content": "a cat"}]}
 CHAT_BAD: dict[str, list[Any]] = {
     "model": ["nope", "", 5, [], {}, "sora-image\x00", "\uff33ORA", HUGE, True, *ODD_DIGITS],
@@ -79,10 +85,22 @@ CHAT_BAD: dict[str, list[Any]] = {
         [{"role": "user", "content": [{"type": "audio"}]}],
         [{"role": "user", "content": [{"type": "image_url", "image_url": 5}]}],
         [{"role": "user", "content": [{"type": "text", "text": 5}]}],
+        [{"role": "user", "content": HUGE}],  # over the 10,000-character prompt cap
+        [{"role": "user", "content": [{"type": "text", "text": HUGE[:6000]}] * 2}],
+        [{"role": "user", "content": [{"type": "text", "text": "x"}] * 101}],  # parts cap
+        [{"role": "user", "content": "a cat"}] * 1001,  # messages cap
     ],
     "stream": ["yes", 1, 0, [], {}, "\u00b2"],
     "style_id": ["glitter", 5, [1], {"a": 1}, "\uff41nime"],
-    "character_options": ["x", 5, [1]],
+    "character_options": [
+        "x",
+        5,
+        [1],
+        {"timestamps": "1e308,1e309"},
+        {"timestamps": "nan,1"},
+        {"timestamps": "3,1"},
+        {"username": "no spaces please"},
+    ],
     "remix_target_id": ["s_123", 5, ["x"], {"a": 1}],
     "image": [u for u in BAD_URLS if u != [1]],
     "video": ["data:video/mp4;base64,AAAA", 5],
@@ -97,6 +115,7 @@ VIDEO_BAD: dict[str, list[Any]] = {
     "style_id": ["glitter", 5, [1]],
     "remix_target_id": ["s_123", 5],
     "characters": [5, [5], [{"id": 5}], ["a"] * 6, {"a": 1}, True],
+    "webhook_url": BAD_WEBHOOK_URLS,
 }
 VIDEO_FORM_BAD: dict[str, list[str]] = {
     "model": ["nope", "sora-image", "\u00b2"],
@@ -104,15 +123,18 @@ VIDEO_FORM_BAD: dict[str, list[str]] = {
     "size": ["1x1", "\u00b2x\u00b2", "big"],
     "prompt": [HUGE],
     "input_reference": ["not a url", "file:///etc/passwd", "data:image/png;base64,@@@"],
+    "webhook_url": ["ftp://h.example/x", "http://a b.example/"],
 }
 IMAGE_BASE = {"model": "sora-image", "prompt": "a cat", "n": 1, "size": "1024x1024"}
 IMAGE_BAD: dict[str, list[Any]] = {
     "model": ["nope", 5, [], "sora-2", "sora-video-10s", HUGE],
-    "n": [0, 5, -1, "abc", 1.5, [], {}, 1e308, "0", "-1", "1.5", "99999999999999999999"],
+    "n": [0, 5, -1, "abc", 1.5, [], {}, 1e308, "0", "-1", "1.5", "99999999999999999999"]
+    + [*ODD_DIGITS, WIDE_NINES, "\u0663"],
     "size": ["1x1", "\u00b2x\u00b2", 5, [], "1024\u00d71024"],
     "response_format": ["xml", 5, [], {}],
     "prompt": [5, [], {}, HUGE],
     "stream": [True, "true"],
+    "webhook_url": BAD_WEBHOOK_URLS,
 }
 EDIT_BAD: dict[str, list[Any]] = {
     **IMAGE_BAD,
@@ -123,21 +145,56 @@ CHARACTER_BASE = {"name": "cat", "video": "data:video/mp4;base64,AAAAIGZ0eXBpc29
 CHARACTER_BAD: dict[str, list[Any]] = {
     "name": ["", "   ", 5, [], "x" * 81, HUGE],
     "video": ["nope", 5, [], {}, "data:video/mp4;base64,@@@", "http://127.0.0.1:1/x.mp4"],
+    "timestamps": ["1e308,1e309", "nan,1", "3,1", "-1,2", "x", [1e308, 1e309], 5],
 }
 TOKEN_BAD: dict[str, list[Any]] = {
-    "token": ["not-a-jwt", "a.b.c", "eyJ.eyJ.sig", 5, [], {}],
+    "token": ["not-a-jwt", "a.b.c", "eyJ.eyJ.sig", 5, [], {}, "t" * 20_000, *CONTROL_CREDENTIALS],
+    "st": [5, [], "s" * 20_000, *CONTROL_CREDENTIALS],
+    "rt": [5, {}, "rt_" + "r" * 20_000, *CONTROL_CREDENTIALS],
+    "client_id": ["c" * 100_000, "app id", "app\r\nid", 5, []],
+    "remark": ["r" * 501, 5, []],
     "bogus_field": [1, "x"],
     "image_concurrency": ["x", [], {}, "\u00b2"],
     "video_enabled": ["yes", [], {}],
-    "proxy": ["not a proxy", "ftp://x", "http://", 5],
+    "proxy": ["not a proxy", "ftp://x", "http://", 5, "socks5://", "socks5://./"]
+    + ["http://" + "h" * 100 + ":1", "http://" + "h" * 3000 + ":1", "http://a\tb:1"],
 }
-# Values of the wrong type for a setting of each type (ranges are issue 9 item 13's business).
+# Bodies of POST /api/tokens/st2at and /rt2at: each field refused.
+CONVERT_BAD: dict[str, list[Any]] = {
+    "st": [5, [], {}, None, "", "nope" * 5, "s" * 20_000, *CONTROL_CREDENTIALS],
+    "rt": [5, [], {}, None, "", "rt_" + "r" * 20_000, *CONTROL_CREDENTIALS],
+    "client_id": ["c" * 300, "app id", "a\x00b", 5],
+    "proxy": [5, [], "socks5://", "http://" + "h" * 100 + ":1"],
+}
+# Values of the wrong type for a setting of each type.
 SETTING_WRONG: dict[str, list[Any]] = {
     "bool": ["yes", 5, [1], {}, "\u00b2"],
     "int": ["x", [1], {}, "\u00b2", "1e3", True],
     "float": ["x", [1], {}, "\u00b2", True, "fast"],
     "str": [5, [1], {}, True, 1.5],
 }
+# Refused formats of every free-text setting (config_rules.FORMATS); a setting with a fixed set of
+# choices or a numeric range gets its refused values from GET /api/admin/settings instead.
+SETTING_BAD_FORMAT: dict[str, list[Any]] = {
+    "server.public_url": ["javascript:alert(1)//", "ftp://x", "http://", "http://x/?q=1"]
+    + ["http://x/#f", "http://a b", "http://x:99999", "http://./", "x" * 3000],
+    "upstream.proxy": ["http://", "socks5://", "socks5://:1080", "socks5://./", "ftp://x:1"]
+    + ["http://x:1/path", "http://x:port", "not a proxy", "http://" + "h" * 100 + ":1"],
+    "upstream.user_agent": ["", "a\r\nX-Injected: 1", "a\x00b", "u" * 513],
+    "upstream.third_party_url": ["", "http://x/no-placeholder.mp4", "javascript:{post_id}"]
+    + ["ftp://x/{post_id}", "http:///{post_id}"],
+    "generation.watermark_custom_url": ["ftp://x", "http://", "javascript:alert(1)", "http://a b"],
+    "generation.watermark_custom_token": ["a b", "a\nb", "t" * 1025],
+    "metrics.token": ["a b", "a\nb", "t" * 257],
+}
+# In range alone but breaking a rule between two settings (cooldown_max >= cooldown_base; the
+# test config keeps the defaults, 60 and 3600).
+SETTING_BAD_RELATION: dict[str, list[Any]] = {
+    "pool.cooldown_max": [1.0, 59.9],
+    "pool.cooldown_base": [3601.0, 86400.0],
+}
+# A valid change sent beside a refused one: the update is all or nothing.
+SETTING_VALID = {"upstream.poll_interval": 0.5, "server.public_url": "https://example.com"}
 
 # POST /api/admin/keys: a valid body and values each field refuses.
 KEY_BASE: dict[str, Any] = {"name": "fuzzed", "limits": {"rpm": 5}}

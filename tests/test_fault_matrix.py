@@ -100,7 +100,7 @@ def _fault_params(call: Call, kind: str) -> dict[str, Any]:
     if kind == "slow_first_byte":
         params["seconds"] = 0.3  # slow, but inside the request timeout
     if kind in ("hang", "created_hang"):
-        params["seconds"] = 2.0  # beyond the request timeout; the simulator lets go after it
+        params["seconds"] = 3.0  # beyond the request timeout; the simulator lets go after it
         params["times"] = min(times, 2)
     return params
 
@@ -136,7 +136,7 @@ async def _tokens(client: TestClient) -> list[dict[str, Any]]:
 # Cases of one call run at once, each against its own simulator and its own app (own database,
 # own tokens), so nothing is shared but the event loop; the semaphore keeps a loaded 2-core
 # machine's loop responsive well inside the request timeout.
-CONCURRENCY = 12
+CONCURRENCY = 6
 COOLDOWN_MAX = 0.1
 
 
@@ -157,7 +157,7 @@ async def test_fault_matrix(
             config = config_for(
                 sim,
                 tmp_path / kind,
-                upstream={"request_timeout": 1.0, "poll_interval": 0.05},
+                upstream={"request_timeout": 2.0, "poll_interval": 0.05},
                 # Cooldowns, and the poll back-off they cap, in tenths of a second, so a spell
                 # of rate limits is waited out inside the bound.
                 pool={"cooldown_base": 0.05, "cooldown_max": COOLDOWN_MAX},
@@ -168,6 +168,8 @@ async def test_fault_matrix(
     results = await asyncio.gather(*(one(k) for k in kinds), return_exceptions=True)
     failed = {k: r for k, r in zip(kinds, results, strict=True) if isinstance(r, BaseException)}
     assert not failed, "\n".join(f"{call.name}-{k}: {r!r}" for k, r in failed.items())
+    # The README's reliability figures come from this line (pytest -s).
+    print(f"\nfault matrix {call.name}: {len(kinds)} fault kinds, {len(failed)} failed")
 
 
 async def _case(client: TestClient, sim: Sim, call: Call, kind: str) -> None:

@@ -17,7 +17,8 @@ from sora2api.routes import ROUTES
 from sora2api.simulator import mp4_bytes
 
 from .conftest import KEY, Sim
-from .fuzz_corpus import Case, cases
+from .fuzz_corpus import Case, cases, setting_refusals
+from .fuzz_values import SETTING_VALID
 from .helpers import add_token, admin_headers, chat, data_url
 
 SEED = 20261201
@@ -137,7 +138,7 @@ async def test_fuzz_every_route(client: TestClient, sim: Sim) -> None:
     seeded = await _seed_state(client, sim)
     admin = await admin_headers(client)
     described = (await _snapshot(client, admin))["/api/admin/settings"]["settings"]
-    corpus = cases(SEED, REQUESTS, settings={s["key"]: s["type"] for s in described}, **seeded)
+    corpus = cases(SEED, REQUESTS, settings={s["key"]: s for s in described}, **seeded)
     assert {(r.method, r.path) for r in ROUTES} <= {(c.method, _route_of(c)) for c in corpus}
     before = await _snapshot(client, admin)
     sim.state.clear_journal()
@@ -188,6 +189,11 @@ async def test_fuzz_every_route(client: TestClient, sim: Sim) -> None:
     after = await _snapshot(client, admin)
     for path, value in before.items():
         assert after[path] == value, f"{path} changed under fuzz"
+    # The README's reliability figures come from this line (pytest -s).
+    print(
+        f"\nfuzz: {len(corpus)} requests, 5xx {len(server_errors)}, hangs {len(hangs)}, "
+        f"no envelope {len(bad_envelopes)}, creates or uploads reached {len(spent)}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -200,3 +206,27 @@ async def test_a_form_part_with_broken_headers_is_a_named_400(
     resp = await client.post(path, data=b"--xyz\r\nnot a part\r\n", headers=headers)
     assert resp.status == 400, await resp.text()
     assert "form body could not be parsed" in (await resp.json())["error"]["message"]
+
+
+async def test_every_setting_refuses_out_of_range_and_bad_formats(client: TestClient) -> None:
+    """Each refused value of each setting, not a sample: a 400 naming the key, nothing saved."""
+    admin = await admin_headers(client)
+    before = await (await client.get("/api/admin/settings", headers=admin)).json()
+    sent = 0
+    for setting in before["settings"]:
+        for value in setting_refusals(setting):
+            for values in ({setting["key"]: value}, {**SETTING_VALID, setting["key"]: value}):
+                resp = await client.put(
+                    "/api/admin/settings", json={"values": values}, headers=admin
+                )
+                raw = await resp.read()
+                assert resp.status == 400, (setting["key"], value, raw[:300])
+                problem = _envelope_problem(resp.status, resp.content_type, raw)
+                assert problem is None, problem
+                param = orjson.loads(raw)["error"]["param"]
+                # A rule between two settings names the one it constrains.
+                assert param in (setting["key"], "pool.cooldown_max"), (value, raw[:300])
+                sent += 1
+    assert sent > 500
+    after = await (await client.get("/api/admin/settings", headers=admin)).json()
+    assert after == before

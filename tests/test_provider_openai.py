@@ -402,6 +402,9 @@ async def test_models_list_what_the_accounts_serve(
     assert await listed() == ["sora-2", "veo-3.1-fast", "sora-2-pro"]
     model = await (await client.get("/v1/models/sora-2-pro", headers=KEY)).json()
     assert model["owned_by"] == "openai"
+    # What a request may choose travels with the model (the panel's Playground reads it).
+    assert model["seconds"] == [4, 8, 12] and model["default_seconds"] == 4
+    assert "720x1280" in model["sizes"] and model["remix"] is True and model["kind"] == "video"
     await add_token(client, sim.state.add_account())  # a Sora token adds Sora's nine
     assert await listed() == [*MODELS, "sora-2", "veo-3.1-fast", "sora-2-pro"]
 

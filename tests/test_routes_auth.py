@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from sora2api import keys
@@ -26,6 +28,13 @@ def _pattern(path: str) -> re.Pattern[str]:
         out += re.escape(path[last : m.start()]) + f"(?:{m.group(2) or '[^{}/]+'})"
         last = m.end()
     return re.compile(out + re.escape(path[last:]) + "$")
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., Awaitable[TestClient]]) -> TestClient:
+    """The app with a [metrics] token, so GET /metrics is guarded like every other route
+    (without one it answers 404: tests/test_metrics.py)."""
+    return await make_client(metrics={"token": "metrics-token-0123456789"})
 
 
 GUARDED = tuple(r for r in ROUTES if r.auth != "public")

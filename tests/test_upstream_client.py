@@ -9,9 +9,9 @@ import pytest
 from aiohttp import web
 
 from sora2api.config import build_config
+from sora2api.providers.sora.client import SoraClient
 from sora2api.settings import Settings
 from sora2api.store import Store
-from sora2api.upstream.client import SoraClient
 from sora2api.upstream.errors import Kind, UpstreamFailure, classify
 
 

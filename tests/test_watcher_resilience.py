@@ -11,9 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from sora2api import keys
+from sora2api.providers.sora.client import Page
+from sora2api.providers.sora.watcher import MAX_PAGES, _find, _timestamp, _Tracked
 from sora2api.simulator import Account
-from sora2api.upstream.client import Page
-from sora2api.watcher import MAX_PAGES, _find, _timestamp, _Tracked
 
 from .conftest import KEY, Sim
 from .helpers import add_token, admin_headers, chat, final_result, read_sse, reasoning

@@ -1,4 +1,4 @@
-"""Which flow runs a job: Sora's own (generate.py) or the generic provider flow (tasks.py)."""
+"""Which flow runs a job: Sora's own (providers/sora/flows.py) or the generic one (tasks.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import orjson
 
 from ..jobs import JobContext
 from ..providers import DEFAULT_PROVIDER
-from .generate import resume_flow, run_flow
+from ..providers.sora.flows import resume_flow, run_flow
 from .task_resume import resume_task_flow
 from .tasks import run_task_flow
 

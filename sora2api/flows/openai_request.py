@@ -18,10 +18,7 @@ import orjson
 from ..errors import BadRequestError, ConflictError, NotFoundError, as_api_error
 from ..media import UrlGuard
 from ..models import MODELS, Model
-from ..sniff import image_type, video_type
-from ..store import JobRow
-from ..upstream.errors import UpstreamFailure
-from .prompts import (
+from ..providers.sora.prompts import (
     extract_style,
     find_remix_id,
     is_storyboard,
@@ -30,6 +27,9 @@ from .prompts import (
     strip_remix_id,
     validate_remix_id,
 )
+from ..sniff import image_type, video_type
+from ..store import JobRow
+from ..upstream.errors import UpstreamFailure
 from .request import MAX_PROMPT, GenRequest, MediaInput, _character_options, load_media
 
 if TYPE_CHECKING:

@@ -93,6 +93,45 @@ def choose_size(spec: ModelSpec, value: Any) -> str | None:
     return size
 
 
+# Options a provider may take, with the type each must have: passed through where the request
+# gives them (Seedance reads all four; a provider ignores what it does not know).
+_OPTIONS: dict[str, type] = {
+    "seed": int,
+    "watermark": bool,
+    "generate_audio": bool,
+    "camera_fixed": bool,
+}
+_MAX_SEED = 2**32 - 1
+
+
+def _option(name: str, kind: type, value: Any) -> int | bool:
+    """One option's value, from JSON or from a multipart text field."""
+    if isinstance(value, str):  # multipart sends every field as text
+        text = value.strip().lower()
+        if kind is bool and text in ("true", "false"):
+            return text == "true"
+        if kind is int and text.lstrip("-").isascii() and text.lstrip("-").isdigit():
+            value = int(text)
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise BadRequestError(f"'{name}' must be true or false", param=name)
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadRequestError(f"'{name}' must be an integer", param=name)
+    if not -1 <= value <= _MAX_SEED:
+        raise BadRequestError(f"'{name}' must be from -1 to {_MAX_SEED}", param=name)
+    return value
+
+
+def provider_options(fields: dict[str, Any]) -> dict[str, Any]:
+    """The provider options of a request body; a 400 naming the field for a wrong value."""
+    return {
+        name: _option(name, kind, fields[name])
+        for name, kind in _OPTIONS.items()
+        if fields.get(name) is not None
+    }
+
+
 def provider_request(
     spec: ModelSpec,
     prompt: str,
@@ -100,6 +139,7 @@ def provider_request(
     seconds: int | None,
     size: str | None,
     image: MediaInput | None = None,
+    options: dict[str, Any] | None = None,
 ) -> GenRequest:
     """The GenRequest of a provider job (the row stores seconds and size through the Model)."""
     if image is not None and not spec.image_input:
@@ -108,7 +148,9 @@ def provider_request(
     model = Model(
         spec.id, "video", spec.description, width=width, height=height, seconds=seconds or 0
     )
-    return GenRequest(model=model, mode="video", prompt=prompt, image=image, spec=spec)
+    return GenRequest(
+        model=model, mode="video", prompt=prompt, image=image, spec=spec, options=options or {}
+    )
 
 
 async def parse_provider_video(
@@ -118,6 +160,7 @@ async def parse_provider_video(
     prompt = _prompt(fields)
     seconds = choose_seconds(spec, fields.get("seconds"))
     size = choose_size(spec, fields.get("size"))
+    options = provider_options(fields)
     for name in ("remix_target_id", "characters", "style_id"):
         if _present(fields.get(name)):
             raise BadRequestError(
@@ -127,7 +170,7 @@ async def parse_provider_video(
     image = None
     if _present(image_value):
         image = await _media(image_value, guard, kind="image", param="input_reference")
-    return provider_request(spec, prompt, seconds=seconds, size=size, image=image)
+    return provider_request(spec, prompt, seconds=seconds, size=size, image=image, options=options)
 
 
 async def parse_provider_chat(body: Any, guard: UrlGuard, spec: ModelSpec) -> GenRequest:
@@ -137,6 +180,7 @@ async def parse_provider_chat(body: Any, guard: UrlGuard, spec: ModelSpec) -> Ge
         raise BadRequestError("The request body must be a JSON object")
     seconds = choose_seconds(spec, body.get("seconds"))
     size = choose_size(spec, body.get("size"))
+    options = provider_options(body)
     # The chat parser checks messages, text and image the same way for every model; a Sora video
     # id stands in for the model so it reads the body as a video request.
     parsed = await parse_chat({**body, "model": "sora-video-10s"}, guard)
@@ -147,7 +191,9 @@ async def parse_provider_chat(body: Any, guard: UrlGuard, spec: ModelSpec) -> Ge
         )
     if not parsed.prompt:
         raise BadRequestError("Video generation needs a text prompt", param="messages")
-    return provider_request(spec, parsed.prompt, seconds=seconds, size=size, image=parsed.image)
+    return provider_request(
+        spec, parsed.prompt, seconds=seconds, size=size, image=parsed.image, options=options
+    )
 
 
 def provider_remix(rows: Iterable[TokenRow], source: JobRow, fields: dict[str, Any]) -> GenRequest:

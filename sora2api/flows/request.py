@@ -10,8 +10,7 @@ from ..errors import BadRequestError
 from ..media import UrlGuard
 from ..models import Model, get_model
 from ..providers.base import ModelSpec
-from ..sniff import MIME, image_type, parse_data_url, video_type
-from .prompts import (
+from ..providers.sora.prompts import (
     Storyboard,
     extract_style,
     find_remix_id,
@@ -21,11 +20,16 @@ from .prompts import (
     strip_remix_id,
     validate_remix_id,
 )
+from ..sniff import MIME, image_type, parse_data_url, video_type
 
 _USERNAME = re.compile(r"[a-z0-9_.]{3,40}")
 # The longest prompt any API takes (the Videos and Images APIs' limit; the upstream refuses
 # longer ones only after the job has taken a token).
 MAX_PROMPT = 10_000
+# Chat UIs send the whole conversation, but only the newest user turn is read: these bound the work
+# a body can ask for (README, request fields).
+MAX_MESSAGES = 1000
+MAX_PARTS = 100
 # Character timestamps: seconds into the source clip, which is never an hour long.
 _MAX_TIMESTAMP = 3600.0
 
@@ -61,6 +65,8 @@ class GenRequest:
     n: int = 1
     # A provider model (flows/provider_request.py): the job runs the generic task flow.
     spec: ModelSpec | None = None
+    # Provider options the request gave (seed, watermark, generate_audio, camera_fixed).
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -90,6 +96,8 @@ class GenRequest:
         }
         if self.spec is not None:
             out["provider"] = self.spec.provider
+            if self.options:
+                out["options"] = self.options
         return out
 
 
@@ -171,6 +179,19 @@ def _character_options(raw: Any) -> dict[str, Any]:
 def _last_message(messages: Any) -> dict[str, Any]:
     if not isinstance(messages, list) or not messages:
         raise BadRequestError("'messages' must be a non-empty array", param="messages")
+    if len(messages) > MAX_MESSAGES:
+        raise BadRequestError(
+            f"'messages' has {len(messages)} messages; at most {MAX_MESSAGES} are accepted "
+            "(only the newest user message is read)",
+            param="messages",
+        )
+    for i, msg in enumerate(messages):
+        parts = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(parts, list) and len(parts) > MAX_PARTS:
+            raise BadRequestError(
+                f"message {i} has {len(parts)} content parts; at most {MAX_PARTS} are accepted",
+                param="messages",
+            )
     # The newest user turn carries the request; chat UIs send the whole history.
     for msg in reversed(messages):
         if isinstance(msg, dict) and msg.get("role", "user") == "user":
@@ -230,6 +251,14 @@ async def parse_chat(body: Any, guard: UrlGuard) -> GenRequest:
     req = GenRequest(model=model, mode=model.kind, prompt=prompt, style_id=style)
 
     if model.kind == "image":
+        # Absent, null or empty means not given, as for video models; any other value would be
+        # silently ignored by an image generation.
+        for name in ("remix_target_id", "character_options"):
+            if body.get(name) not in (None, "", {}):
+                raise BadRequestError(
+                    f"'{name}' applies to video models only; {model.id} is an image model",
+                    param=name,
+                )
         if video_value not in (None, ""):
             raise BadRequestError(
                 "Image models take no video input; use a sora-video-* model", param="model"

@@ -38,6 +38,7 @@ def _rebuild(ctx: JobContext) -> GenRequest | None:
         prompt=str(spec.get("prompt") or ""),
         remix_target_id=spec.get("remix_target_id") if remix else None,
         spec=found,
+        options=dict(spec.get("options") or {}),
     )
 
 

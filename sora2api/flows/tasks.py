@@ -12,12 +12,11 @@ its own (a verdict on the key, or the job's time limit, does).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import time
 from typing import Any
 
+import orjson
 from aiohttp import ClientSession
 
 from .. import registry
@@ -25,8 +24,7 @@ from ..errors import ApiError, NotFoundError
 from ..jobs import CACHING, POLLING, QUEUED, SUBMITTED, SUBMITTING, JobContext, JobFailed
 from ..pool import Lease
 from ..providers.base import Account, ImageInput, ModelSpec, Output, Provider, Submission
-from ..upstream.errors import Kind, UpstreamFailure
-from .reconcile import may_have_created
+from ..upstream.errors import Kind, UpstreamFailure, may_have_created
 from .request import GenRequest
 from .results import video_result
 
@@ -84,6 +82,7 @@ def _submission(req: GenRequest, spec: ModelSpec) -> Submission:
         size=f"{model.width}x{model.height}" if model.width and model.height else None,
         images=images,
         remix_of=req.remix_target_id if req.mode == "remix" else None,
+        options=dict(req.options),
     )
 
 
@@ -271,7 +270,11 @@ async def _poll(ctx: JobContext, lease: Lease, task_id: str) -> Output:
                             Kind.MALFORMED, "the task completed without any output", endpoint="poll"
                         )
                     await ctx.pool.report_success(lease.token_id, "video")
-                    await ctx.transition(CACHING, state={"usage": status.usage})
+                    # The upstream's own usage figure goes with the job (usage reports sum it).
+                    usage = orjson.dumps(dict(status.usage)).decode() if status.usage else None
+                    await ctx.transition(
+                        CACHING, state={"usage": status.usage}, upstream_usage=usage
+                    )
                     await ctx.emit(
                         "generation", "completed", "Video generated", 100.0, {"task_id": task_id}
                     )
@@ -360,14 +363,6 @@ async def _finish(ctx: JobContext, lease: Lease, output: Output) -> dict[str, An
 
 
 async def _adopt(ctx: JobContext, path: str, ext: str) -> str:
-    """A file the provider already wrote (inline data): kept through the cache's own checks."""
-    data = await asyncio.to_thread(_read_and_remove, path)
-    return (await ctx.media.store_bytes(data, ext=ext)).name
-
-
-def _read_and_remove(path: str) -> bytes:
-    with open(path, "rb") as f:
-        data = f.read()
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-    return data
+    """A file the provider already wrote (inline data), moved into the cache through its own
+    checks (size, first bytes, disk budget) without reading it into memory."""
+    return (await ctx.media.adopt_file(path, ext=ext)).name

@@ -10,11 +10,13 @@ from aiohttp import web
 
 from .. import keys
 from ..errors import AuthenticationError, PermissionError_
-from . import admin, api_keys, basic, chat, images, panel, public, videos
+from . import admin, api_keys, basic, chat, images, metrics, panel, public, videos, webhooks
 from . import tokens as token_routes
 from .media import serve_media
+from .metrics import metrics_auth
 
-Auth = Literal["public", "key", "key_or_admin", "admin"]
+# "metrics": the [metrics] token as a bearer token; no token configured, no route (404).
+Auth = Literal["public", "key", "key_or_admin", "admin", "metrics"]
 # The admin session of a request, when it came with one (absent for API-key-only access).
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -30,6 +32,7 @@ class Route:
 # Order matters only where a literal path and a {variable} path could both match: literal first.
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/health", basic.health, "public"),
+    Route("GET", "/metrics", metrics.scrape, "metrics"),
     Route("GET", "/v1/models", basic.list_models, "key"),
     Route("GET", "/v1/models/{model}", basic.get_model_route, "key"),
     Route("POST", "/v1/chat/completions", chat.chat_completions, "key"),
@@ -87,6 +90,9 @@ ROUTES: tuple[Route, ...] = (
     Route("PUT", "/api/admin/keys/{id}", api_keys.update_key, "admin"),
     Route("DELETE", "/api/admin/keys/{id}", api_keys.delete_key, "admin"),
     Route("GET", "/api/admin/usage", api_keys.usage, "admin"),
+    # Webhook deliveries (the outbox) and the bootstrap key's signing secret.
+    Route("GET", "/api/admin/webhooks/deliveries", webhooks.list_deliveries, "admin"),
+    Route("GET", "/api/admin/webhooks/secret", webhooks.bootstrap_secret, "admin"),
     Route("GET", "/api/admin/settings", admin.get_settings, "admin"),
     Route("PUT", "/api/admin/settings", admin.put_settings, "admin"),
     Route("GET", "/api/logs", admin.list_logs, "admin"),
@@ -120,7 +126,9 @@ def _guarded(route: Route) -> Handler:
 
     async def checked(request: web.Request) -> web.StreamResponse:
         auth = request.app[keys.AUTH]
-        if level == "key":
+        if level == "metrics":
+            metrics_auth(request)
+        elif level == "key":
             key = auth.check_api_key(request)
             if key is not None:
                 request[keys.REQ_KEY] = key

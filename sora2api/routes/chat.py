@@ -87,6 +87,14 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _stream(request: web.Request, run: JobRun, model: str, fmt: str) -> web.StreamResponse:
+    """The streamed answer, counted among the open streams while it runs (GET /metrics)."""
+    with request.app[keys.STREAMS].track():
+        return await _write_stream(request, run, model, fmt)
+
+
+async def _write_stream(
+    request: web.Request, run: JobRun, model: str, fmt: str
+) -> web.StreamResponse:
     settings = request.app[keys.SETTINGS].current
     created = int(time.time())
     text = ProgressText()

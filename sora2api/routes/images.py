@@ -16,6 +16,7 @@ from ..jobs import JobEngine, JobFailed
 from ..reqlog import READY_JOB
 from ..store import JobRow
 from ..viewcache import FINAL
+from ..webhooks import parse_webhook_url
 from .common import input_guard, read_object, submit
 from .videos import GoneError, live_progress, public_status, typed_job
 
@@ -45,10 +46,10 @@ def _size(row: JobRow) -> str | None:
 
 async def _generate(request: web.Request, *, edit: bool) -> web.Response:
     engine = request.app[keys.JOBS]
-    parsed = await parse_image_request(
-        await read_object(request, form=True), input_guard(request), edit=edit
-    )
-    run = await submit(request, parsed.req, api="images")
+    fields = await read_object(request, form=True)
+    webhook_url = parse_webhook_url(fields)
+    parsed = await parse_image_request(fields, input_guard(request), edit=edit)
+    run = await submit(request, parsed.req, api="images", webhook_url=webhook_url)
     try:
         await engine.wait(run, engine.job_timeout("image"))
     except TimeoutError:

@@ -7,7 +7,15 @@ from typing import Any
 from aiohttp import web
 
 from .. import keys
-from ..credentials import OPTION_FIELDS, UNSET, check_credential_text, check_options, check_proxy
+from ..credentials import (
+    MAX_INVITE_CODE,
+    OPTION_FIELDS,
+    UNSET,
+    check_client_id,
+    check_credential_text,
+    check_options,
+    check_proxy,
+)
 from ..errors import BadRequestError, PermissionError_, json_response
 from ..providers import DEFAULT_PROVIDER, PROVIDER_NAMES
 from ..providers.registry import default_base_url
@@ -47,7 +55,11 @@ def _credential(body: dict[str, Any], name: str) -> str | None:
     """A token-like string field: surrounding whitespace is a paste artefact and is dropped, but a
     control character inside would reach an HTTP header (CR/LF split it, NUL breaks it)."""
     value = _str(body, name)
-    return None if value is None else check_credential_text(value, name)
+    if value is None:
+        return None
+    return (
+        check_client_id(value, name) if name == "client_id" else check_credential_text(value, name)
+    )
 
 
 def _token_id(request: web.Request) -> int:
@@ -213,6 +225,10 @@ async def activate_token(request: web.Request) -> web.Response:
     token_id = _token_id(request)
     body = await read_object(request, empty_ok=True)
     code = _str(body, "invite_code") or request.query.get("invite_code", "")
+    if len(code) > MAX_INVITE_CODE:
+        raise BadRequestError(
+            f"'invite_code' is longer than {MAX_INVITE_CODE} characters", param="invite_code"
+        )
     return json_response(await request.app[keys.TOKENS].activate(token_id, code))
 
 

@@ -28,6 +28,7 @@ from ..media import CONTENT_TYPES, MediaCache
 from ..reqlog import READY_JOB
 from ..store import JobRow
 from ..viewcache import FINAL
+from ..webhooks import parse_webhook_url
 from .common import input_guard, query_int, read_object, submit
 
 # How often SDK pollers should come back (the SDK reads this header when no interval is given);
@@ -186,12 +187,13 @@ async def create_video(request: web.Request) -> web.Response:
     """POST /v1/videos (JSON or multipart): submit a job and answer with its video object at once."""
     engine = request.app[keys.JOBS]
     fields = await read_object(request, form=True)
+    webhook_url = parse_webhook_url(fields)
     spec = provider_model(engine.pool.rows(), fields.get("model"))
     if spec is not None:
         req = await parse_provider_video(fields, input_guard(request), spec)
     else:
         req = await parse_video_create(fields, input_guard(request), engine)
-    run = await submit(request, req, api="videos")
+    run = await submit(request, req, api="videos", webhook_url=webhook_url)
     return _video_response(engine, await engine.get(run.job_id))
 
 
@@ -312,6 +314,10 @@ async def video_content(request: web.Request) -> web.StreamResponse:
         name = str(files[0]) if files else None
     else:
         name = state.get(variant)
+    if not name and variant == "thumbnail" and state.get("thumbnail_error"):
+        raise NotFoundError(
+            f"The thumbnail could not be cached: {state['thumbnail_error']}", param="variant"
+        )
     if not name:
         raise NotFoundError(
             f"The Sora backend gave no {variant} for video {job_id}", param="variant"
@@ -344,13 +350,14 @@ async def remix_video(request: web.Request) -> web.Response:
             code="video_not_ready",
         )
     fields = await read_object(request, form=True)
+    options = {"remixed_from": source.id, "webhook_url": parse_webhook_url(fields)}
     if row_spec(source).get("provider"):
         req = provider_remix(engine.pool.rows(), source, fields)
-        run = await submit(request, req, api="videos", remixed_from=source.id)
+        run = await submit(request, req, api="videos", **options)
         return _video_response(engine, await engine.get(run.job_id))
     req = remix_request(source, fields)
     req.remix_target_id = await share_id(engine, source)
-    run = await submit(request, req, api="videos", remixed_from=source.id)
+    run = await submit(request, req, api="videos", **options)
     return _video_response(engine, await engine.get(run.job_id))
 
 

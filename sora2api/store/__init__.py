@@ -16,6 +16,7 @@ from .settings import SettingRow, SettingsTable
 from .stats import JobCount, Stats
 from .tokens import TokenRow, Tokens
 from .usage import Amount, Usage
+from .webhooks import DeliveryRow, Webhooks
 
 
 class Store(StoreBase):
@@ -32,6 +33,7 @@ class Store(StoreBase):
         self.jobs = Jobs(self)
         self.api_keys = ApiKeys(self)
         self.usage = Usage(self)
+        self.webhooks = Webhooks(self)
 
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "ApiKeyRow",
     "ApiKeys",
     "CharacterRow",
+    "DeliveryRow",
     "Characters",
     "JobCount",
     "JobRow",
@@ -57,4 +60,5 @@ __all__ = [
     "TokenRow",
     "Tokens",
     "Usage",
+    "Webhooks",
 ]

@@ -49,6 +49,8 @@ class JobRow:
     video_seconds: float = 0.0
     images: int = 0
     upstream_usage: str | None = None
+    # Migration 9 (p12-webhooks): the create's own webhook_url, delivered besides the key's.
+    webhook_url: str | None = None
     token_email: str | None = None
 
     @classmethod

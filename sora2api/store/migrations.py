@@ -263,6 +263,79 @@ MIGRATIONS: tuple[str, ...] = (
             COALESCE(NEW.completed_at, NEW.updated_at, NEW.created_at));
     END;
     """,
+    # 9: webhooks. A job may name its own webhook_url; webhook_deliveries is the
+    # outbox. The trigger enqueues one delivery per destination (the key's URLs and the job's own)
+    # in the very UPDATE that makes a job final, so no crash can lose an event between the two.
+    # The message id (webhook-id) is fixed here and kept by every retry; secrets are never copied
+    # into the outbox (the sender reads the key's, or the bootstrap one, when it signs).
+    """
+    ALTER TABLE jobs ADD COLUMN webhook_url TEXT;
+    CREATE TABLE webhook_deliveries (
+        id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        key_id INTEGER,
+        url TEXT NOT NULL,
+        event TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_status INTEGER,
+        last_error TEXT,
+        created_at REAL NOT NULL,
+        next_at REAL,
+        last_at REAL,
+        delivered_at REAL
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_at) WHERE status = 'pending';
+    CREATE INDEX webhook_deliveries_key ON webhook_deliveries(key_id, created_at);
+    CREATE INDEX webhook_deliveries_created ON webhook_deliveries(created_at);
+    CREATE TRIGGER jobs_webhooks AFTER UPDATE OF status ON jobs
+        WHEN NEW.status IN ('completed', 'failed', 'cancelled')
+        AND OLD.status IS NOT NEW.status AND NEW.kind IN ('video', 'image') BEGIN
+        INSERT INTO webhook_deliveries (id, job_id, key_id, url, event, created_at, next_at)
+        SELECT 'msg_' || lower(hex(randomblob(16))), NEW.id, NEW.key_id, dest.url,
+            NEW.kind || '.' || NEW.status,
+            (julianday('now') - 2440587.5) * 86400.0, (julianday('now') - 2440587.5) * 86400.0
+        FROM (
+            SELECT DISTINCT url FROM (
+                SELECT json_each.value AS url FROM api_keys, json_each(api_keys.webhook_urls)
+                WHERE api_keys.id = NEW.key_id
+                UNION ALL SELECT NEW.webhook_url WHERE NEW.webhook_url IS NOT NULL
+            )
+        ) AS dest;
+    END;
+    """,
+    # 10: job counts per (status, kind, provider, model) for GET /metrics, kept
+    # exact by triggers like job_counts (5): a scrape reads a few rows, never the jobs table.
+    """
+    CREATE TABLE job_model_counts (
+        status TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        model TEXT NOT NULL,
+        n INTEGER NOT NULL,
+        PRIMARY KEY (status, kind, provider, model)
+    ) WITHOUT ROWID;
+    INSERT INTO job_model_counts (status, kind, provider, model, n)
+        SELECT status, kind, provider, model, COUNT(*) FROM jobs GROUP BY 1, 2, 3, 4;
+    CREATE TRIGGER jobs_model_count_insert AFTER INSERT ON jobs BEGIN
+        INSERT INTO job_model_counts (status, kind, provider, model, n)
+            VALUES (NEW.status, NEW.kind, NEW.provider, NEW.model, 1)
+            ON CONFLICT (status, kind, provider, model) DO UPDATE SET n = n + 1;
+    END;
+    CREATE TRIGGER jobs_model_count_delete AFTER DELETE ON jobs BEGIN
+        UPDATE job_model_counts SET n = n - 1 WHERE status = OLD.status AND kind = OLD.kind
+            AND provider = OLD.provider AND model = OLD.model;
+    END;
+    CREATE TRIGGER jobs_model_count_update AFTER UPDATE OF status, kind, provider, model ON jobs
+        WHEN OLD.status IS NOT NEW.status OR OLD.kind IS NOT NEW.kind
+        OR OLD.provider IS NOT NEW.provider OR OLD.model IS NOT NEW.model BEGIN
+        UPDATE job_model_counts SET n = n - 1 WHERE status = OLD.status AND kind = OLD.kind
+            AND provider = OLD.provider AND model = OLD.model;
+        INSERT INTO job_model_counts (status, kind, provider, model, n)
+            VALUES (NEW.status, NEW.kind, NEW.provider, NEW.model, 1)
+            ON CONFLICT (status, kind, provider, model) DO UPDATE SET n = n + 1;
+    END;
+    """,
 )
 
 CURRENT_VERSION = len(MIGRATIONS)

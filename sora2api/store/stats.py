@@ -17,6 +17,17 @@ class JobCount:
     today: int
 
 
+@dataclass(frozen=True, slots=True)
+class ModelCount:
+    """How many stored jobs of a kind, provider and model are in a status (for /metrics)."""
+
+    status: str
+    kind: str
+    provider: str
+    model: str
+    n: int
+
+
 class Stats:
     """Read-only counting queries over the jobs table."""
 
@@ -42,6 +53,19 @@ class Stats:
                 str(r["kind"]),
                 int(r["n"]),
                 today_n.get((r["status"], r["kind"]), 0),
+            )
+            for r in rows
+        ]
+
+    async def job_model_counts(self) -> list[ModelCount]:
+        """Every non-empty (status, kind, provider, model) with its count, from the trigger-kept
+        job_model_counts: a few rows however many jobs there are."""
+        rows = await self._db.fetchall(
+            "SELECT status, kind, provider, model, n FROM job_model_counts WHERE n > 0"
+        )
+        return [
+            ModelCount(
+                str(r["status"]), str(r["kind"]), str(r["provider"]), str(r["model"]), int(r["n"])
             )
             for r in rows
         ]

@@ -184,3 +184,13 @@ def classify(status: int, body: bytes, content_type: str, endpoint: str) -> Upst
             return fail(Kind.QUOTA_EXHAUSTED)
         return fail(Kind.BAD_REQUEST)
     return fail(Kind.MALFORMED)
+
+
+# The answers that do not prove a create failed: the task may exist upstream all the same.
+_UNCERTAIN = frozenset({Kind.SERVER, Kind.MALFORMED, Kind.TIMEOUT, Kind.TRANSPORT})
+
+
+def may_have_created(failure: UpstreamFailure) -> bool:
+    """True when a create may have reached the upstream and made the task despite the failure:
+    such a create is reconciled or failed with the reason, never resent."""
+    return failure.sent and failure.kind in _UNCERTAIN

@@ -8,6 +8,7 @@ import * as apiKeys from "./keys.js";
 import * as playground from "./playground.js";
 import * as settings from "./settings.js";
 import * as tokens from "./tokens.js";
+import * as webhooks from "./webhooks.js";
 
 // Each page: render(root, app) → optional cleanup function (stops its polling).
 const PAGES = {
@@ -17,12 +18,15 @@ const PAGES = {
   characters: { title: "Characters", render: characters.render },
   keys: { title: "API keys", render: apiKeys.renderKeys },
   usage: { title: "Usage", render: apiKeys.renderUsage },
+  webhooks: { title: "Webhooks", render: webhooks.render },
   settings: { title: "Settings", render: settings.render },
   playground: { title: "Playground", render: playground.render },
 };
 
 const view = () => document.getElementById("view");
-const app = { me: null, cleanup: null, showLogin, showPasswordChange, logout };
+// authed: the server accepted this browser's session (the bearer of this tab, or the HttpOnly
+// cookie that every tab of the browser shares).
+const app = { me: null, authed: false, cleanup: null, showLogin, showPasswordChange, logout };
 
 function setAnon(anon) {
   document.body.classList.toggle("anon", anon);
@@ -46,7 +50,7 @@ function pageName() {
 }
 
 function route() {
-  if (!session.get()) return showLogin();
+  if (!app.authed) return showLogin();
   if (app.me && app.me.must_change_password) return showPasswordChange(true);
   if (window.location.pathname !== "/") {
     // /login (or any other entry path) once logged in: land on the pages under "/".
@@ -102,6 +106,7 @@ function showLogin(message) {
 async function login(username, password) {
   const data = await api("POST", "/api/login", { username, password }, { noAuthRedirect: true });
   session.set(data.token);
+  app.authed = true;
   app.me = { username, must_change_password: Boolean(data.must_change_password) };
   if (app.me.must_change_password) return showPasswordChange(true);
   await loadMe();
@@ -126,6 +131,7 @@ async function logout() {
   }
   session.clear();
   apiKey.clear();
+  app.authed = false;
   showLogin("You are logged out.");
 }
 
@@ -176,6 +182,7 @@ async function changePassword(oldPassword, newPassword, newUsername, forced) {
   await api("POST", "/api/admin/password", body, { noAuthRedirect: true });
   // The server revoked every session: log in again with the new credentials.
   session.clear();
+  app.authed = false;
   notify("Password changed. All sessions were signed out.", "ok");
   const username = newUsername || app.me?.username || "admin";
   app.me = null;
@@ -193,6 +200,7 @@ async function changePassword(oldPassword, newPassword, newUsername, forced) {
 function handleAuthError(err) {
   if (err.status === 401) {
     session.clear();
+    app.authed = false;
     showLogin("Your session ended. Log in again.");
   } else if (err.status === 403 && err.code === "password_change_required") {
     app.me = { ...(app.me || {}), must_change_password: true };
@@ -213,19 +221,28 @@ function wireChrome() {
   });
   document.getElementById("logout").addEventListener("click", logout);
   window.addEventListener("hashchange", () => {
-    if (session.get() && !(app.me && app.me.must_change_password)) route();
+    if (app.authed && !(app.me && app.me.must_change_password)) route();
   });
 }
 
 async function boot() {
   setAuthErrorHandler(handleAuthError);
   wireChrome();
-  if (!session.get()) return showLogin();
+  // Ask the server rather than this tab's storage: a new tab has an empty sessionStorage but
+  // sends the session cookie, and must not ask to log in again.
+  const hadSession = Boolean(session.get());
   try {
-    await loadMe();
-  } catch {
-    return; // the 401 handler already showed the login form
+    app.me = await api("GET", "/api/admin/me", undefined, { noAuthRedirect: true });
+  } catch (err) {
+    if (err.status === 403 && err.code === "password_change_required") {
+      app.authed = true;
+      app.me = { username: "", must_change_password: true };
+      return showPasswordChange(true);
+    }
+    session.clear();
+    return showLogin(hadSession && err.status === 401 ? "Your session ended. Log in again." : undefined);
   }
+  app.authed = true;
   route();
 }
 

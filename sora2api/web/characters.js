@@ -1,7 +1,7 @@
 // Characters page: the cameos created through the proxy; public/private and delete.
 
 import { api, listOf } from "./api.js";
-import { act, badge, button, clear, confirmDialog, emptyRow, fmtRelative, fmtTime, h, table } from "./dom.js";
+import { act, badge, button, clear, confirmDialog, emptyRow, h, shortId, table, when } from "./dom.js";
 
 export function render(root) {
   const tbody = h("tbody", { id: "character-rows" });
@@ -19,7 +19,7 @@ export function render(root) {
   root.append(
     h("div", { class: "page-head" }, h("h1", {}, "Characters")),
     h("div", { class: "toolbar" }, button("Reload", load, "btn btn-ghost")),
-    table(["ID", "Character", "Cameo", "Token", "Visibility", "Created", "Actions"], tbody),
+    table(["Character", "Visibility", "", "ID", "Cameo", "Token", "Created"], tbody, "characters"),
   );
   tbody.append(emptyRow(7, "Loading…"));
   load();
@@ -52,12 +52,12 @@ function characterRow(c, reload) {
   return h(
     "tr",
     {},
-    h("td", { class: "num" }, id),
     h("td", {}, h("div", { class: "strong" }, c.display_name || "—"), c.username ? h("div", { class: "muted small" }, `@${c.username}`) : null),
-    h("td", { class: "mono small" }, c.cameo_id || "—"),
+    h("td", { class: "status" }, badge(c.visibility || "private", isPublic ? "ok" : "neutral")),
+    h("td", { class: "actions-cell" }, h("div", { class: "row-actions" }, toggle, remove)),
+    h("td", { class: "small" }, shortId(id)),
+    h("td", { class: "small" }, c.cameo_id ? shortId(c.cameo_id) : "—"),
     h("td", { class: "num" }, c.token_id ?? "—"),
-    h("td", {}, badge(c.visibility || "private", isPublic ? "ok" : "neutral")),
-    h("td", { class: "small", title: fmtTime(c.created_at) }, fmtRelative(c.created_at)),
-    h("td", {}, h("div", { class: "row-actions" }, toggle, remove)),
+    h("td", { class: "small" }, when(c.created_at)),
   );
 }

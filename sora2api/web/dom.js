@@ -152,16 +152,16 @@ export function button(label, onclick, cls = "btn", extra = {}) {
 
 const pad = (n) => String(n).padStart(2, "0");
 
-/** Unix seconds → "2025-01-31 14:05" in local time; "—" when missing. */
+/** Unix seconds → "2025-01-31 14:05:09" in local time; "—" when missing. */
 export function fmtTime(ts) {
   if (ts === null || ts === undefined || ts === "" || Number.isNaN(Number(ts))) return "—";
   const d = new Date(Number(ts) * 1000);
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
 }
 
 /** Unix seconds → "in 3 h" / "5 min ago". */
 export function fmtRelative(ts) {
-  if (ts === null || ts === undefined || ts === "") return "";
+  if (ts === null || ts === undefined || ts === "" || Number.isNaN(Number(ts))) return "—";
   const diff = Number(ts) - Date.now() / 1000;
   const abs = Math.abs(diff);
   if (abs < 5) return "just now";
@@ -171,6 +171,34 @@ export function fmtRelative(ts) {
   else if (abs < 86400 * 2) text = `${Math.round(abs / 3600)} h`;
   else text = `${Math.round(abs / 86400)} d`;
   return diff >= 0 ? `in ${text}` : `${text} ago`;
+}
+
+/** The one way the panel shows a moment: relative text, the absolute time on hover. */
+export function when(ts, prefix = "") {
+  const missing = ts === null || ts === undefined || ts === "";
+  return h("time", { class: "when nowrap", title: missing ? null : fmtTime(ts) }, missing ? "—" : `${prefix}${fmtRelative(ts)}`);
+}
+
+/** A secret as the server masks it (sora2api/mask.py): all but the last 4 characters hidden. */
+export function maskKey(secret) {
+  if (!secret) return "";
+  const text = String(secret);
+  return text.length > 8 ? `…${text.slice(-4)}` : "…";
+}
+
+/** A long id shortened to its first 8 characters; a click shows it whole and copies it. */
+export function shortId(id) {
+  const full = id === null || id === undefined ? "" : String(id);
+  if (full.length <= 10) return h("span", { class: "mono id" }, full || "—");
+  const short = `${full.slice(0, 8)}…`;
+  const el = h("button", { type: "button", class: "id-chip mono", title: `${full} (click to show and copy)`, dataset: { full } }, short);
+  el.addEventListener("click", () => {
+    const open = el.classList.toggle("open");
+    el.textContent = open ? full : short;
+    // Clipboard access needs a secure context; showing the id whole is the fallback.
+    navigator.clipboard?.writeText(full).then(() => notify(`Copied ${full}`, "info"), () => {});
+  });
+  return el;
 }
 
 export function fmtValue(value) {
@@ -190,8 +218,20 @@ export function emptyRow(columns, text) {
   return h("tr", { class: "empty" }, h("td", { colspan: columns }, text));
 }
 
-/** A table inside a horizontally scrolling container (phones scroll the table, not the page). */
+/**
+ * A table that fits its box: wide screens lay it out as a grid, phones as one card per row.
+ * Each cell gets its column's name as data-label (the card's caption), whenever rows are drawn.
+ */
 export function table(headers, tbody, cls = "") {
+  const label = () => {
+    for (const tr of tbody.children) {
+      [...tr.children].forEach((td, i) => {
+        if (td.dataset.label === undefined && !td.hasAttribute("colspan")) td.dataset.label = headers[i] || "";
+      });
+    }
+  };
+  new MutationObserver(label).observe(tbody, { childList: true });
+  label();
   return h(
     "div",
     { class: "table-wrap" },

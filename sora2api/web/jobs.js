@@ -1,7 +1,7 @@
 // Jobs page (live progress, cancel) and Logs page.
 
 import { api, listOf } from "./api.js";
-import { act, badge, button, clear, confirmDialog, emptyRow, fmtRelative, fmtTime, fmtValue, h, table } from "./dom.js";
+import { act, badge, button, clear, confirmDialog, emptyRow, fmtValue, h, shortId, table, when } from "./dom.js";
 
 const JOB_POLL_MS = 2000;
 const ACTIVE = new Set(["queued", "in_progress", "running", "pending"]);
@@ -39,7 +39,7 @@ export function renderJobs(root) {
   root.append(
     h("div", { class: "page-head" }, h("h1", {}, "Jobs"), updated),
     h("div", { class: "toolbar" }, status, limit, button("Reload", load, "btn btn-ghost")),
-    table(["Job", "Kind", "Status", "Progress", "Prompt", "Token", "Created", "Result / error", ""], tbody, "jobs"),
+    table(["Status", "Progress", "Result / error", "", "Job", "Model", "Prompt", "Account", "Created"], tbody, "jobs"),
   );
   tbody.append(emptyRow(9, "Loading…"));
   load();
@@ -59,12 +59,12 @@ function progressBar(job) {
 
 function resultCell(job) {
   const error = job.error && typeof job.error === "object" ? job.error.message || job.error.code : job.error || job.error_message;
-  if (error) return h("td", { class: "small bad-text" }, fmtValue(error));
+  if (error) return h("td", { class: "small bad-text error-cell job-error" }, fmtValue(error));
   const urls = Array.isArray(job.result_urls) ? job.result_urls : resultUrls(job.result);
-  if (!urls.length) return h("td", { class: "muted small" }, "—");
+  if (!urls.length) return h("td", { class: "muted small error-cell" }, "—");
   return h(
     "td",
-    { class: "small" },
+    { class: "small error-cell" },
     urls.map((u, i) => h("a", { href: u, target: "_blank", rel: "noopener noreferrer" }, urls.length > 1 ? `result ${i + 1} ` : "result")),
   );
 }
@@ -109,15 +109,15 @@ function renderJobRows(tbody, jobs, reload) {
       h(
         "tr",
         { dataset: { jobId: id, status: job.status || "" } },
-        h("td", { class: "mono small" }, id),
-        h("td", {}, job.kind || "", h("div", { class: "muted small nowrap" }, job.model || "")),
-        h("td", { class: "job-status" }, badge((job.status || "").replace("_", " "), JOB_TONE[job.status])),
-        h("td", {}, progressBar(job)),
+        h("td", { class: "job-status status" }, badge((job.status || "").replace("_", " "), JOB_TONE[job.status])),
+        h("td", { class: "progress" }, progressBar(job)),
+        resultCell(job),
+        h("td", { class: "actions-cell" }, cancel ? h("div", { class: "row-actions" }, cancel) : null),
+        h("td", { class: "small" }, shortId(id)),
+        h("td", { class: "small" }, job.kind || "", h("div", { class: "muted" }, job.model || "")),
         h("td", { class: "prompt small" }, job.prompt || ""),
         h("td", { class: "small" }, h("span", { class: "num" }, job.token_id ?? "—"), job.token_email ? h("div", { class: "muted" }, job.token_email) : null),
-        h("td", { class: "small", title: fmtTime(job.created_at) }, fmtRelative(job.created_at)),
-        resultCell(job),
-        h("td", {}, cancel),
+        h("td", { class: "small" }, when(job.created_at)),
       ),
     );
   }
@@ -125,20 +125,31 @@ function renderJobRows(tbody, jobs, reload) {
 
 // -- logs -------------------------------------------------------------------------------------
 
-// Preferred column order; any other scalar field a log row has is shown after these.
-const LOG_COLUMNS = [
-  "ts", "method", "path", "status", "duration_ms", "model", "job_id", "job_status", "job_error",
-  "token_id", "token_email", "outcome", "key_hint", "client",
-];
-const LOG_LABELS = { ts: "time", duration_ms: "ms", token_id: "token", token_email: "account", job_id: "job", job_status: "job status", job_error: "job error", key_hint: "key" };
-const LOG_HIDDEN = new Set(["id", "job_error_code"]);
+const LOG_HEADERS = ["Time", "Status", "Job", "Account", "Key", "Client", "Request", "Model"];
 
-export function logColumns(rows) {
-  const present = new Set();
-  for (const row of rows) for (const [k, v] of Object.entries(row)) if (v === null || typeof v !== "object") present.add(k);
-  for (const name of LOG_HIDDEN) present.delete(name);
-  const ordered = LOG_COLUMNS.filter((c) => present.has(c));
-  return [...ordered, ...[...present].filter((c) => !LOG_COLUMNS.includes(c))];
+/** One logged call as a row: what happened first (status, job outcome), then who and what. */
+function logRow(row) {
+  const status = Number(row.status);
+  const tone = status >= 500 ? "bad" : status >= 400 ? "warn" : "ok";
+  const jobTone = JOB_TONE[row.job_status] || "neutral";
+  return h(
+    "tr",
+    { class: status >= 400 ? "row-error" : "" },
+    h("td", { class: "small time" }, when(row.ts)),
+    h("td", { class: "status log-status" }, badge(String(row.status ?? "—"), tone), row.count > 1 ? h("div", { class: "muted small" }, `×${row.count}`) : null),
+    h(
+      "td",
+      { class: "small error-cell" },
+      row.job_id ? shortId(row.job_id) : "—",
+      row.job_status ? h("div", { class: "log-job-status" }, badge(row.job_status.replace("_", " "), jobTone)) : null,
+      row.job_error ? h("div", { class: "bad-text log-job-error" }, row.job_error) : null,
+    ),
+    h("td", { class: "small" }, row.token_id ?? "—", row.token_email ? h("div", { class: "muted" }, row.token_email) : null),
+    h("td", { class: "small mono nowrap" }, row.key_hint || "—"),
+    h("td", { class: "small mono nowrap" }, row.client || "—"),
+    h("td", { class: "small" }, h("span", { class: "mono" }, `${row.method || ""} ${row.path || ""}`), h("div", { class: "muted nowrap" }, `${Math.round(Number(row.duration_ms) || 0)} ms`)),
+    h("td", { class: "small" }, fmtValue(row.model)),
+  );
 }
 
 export function renderLogs(root) {
@@ -148,19 +159,10 @@ export function renderLogs(root) {
     try {
       const data = await api("GET", `/api/logs?limit=${limit.value}`);
       const rows = listOf(data, "logs");
-      const cols = logColumns(rows);
-      const tbody = h("tbody", {});
-      if (!rows.length) tbody.append(emptyRow(Math.max(cols.length, 1), "No requests logged yet."));
-      for (const row of rows) {
-        tbody.append(
-          h(
-            "tr",
-            { class: Number(row.status) >= 400 ? "row-error" : "" },
-            cols.map((c) => h("td", { class: c === "path" || c === "job_id" ? "mono small" : "small" }, c === "ts" ? fmtTime(row[c]) : fmtValue(row[c]))),
-          ),
-        );
-      }
-      clear(box).append(table(cols.map((c) => LOG_LABELS[c] || c.replace(/_/g, " ")), tbody, "logs"));
+      const tbody = h("tbody", { id: "log-rows" });
+      if (!rows.length) tbody.append(emptyRow(LOG_HEADERS.length, "No requests logged yet."));
+      for (const row of rows) tbody.append(logRow(row));
+      clear(box).append(table(LOG_HEADERS, tbody, "logs"));
     } catch (err) {
       clear(box).append(h("p", { class: "form-error" }, `Could not load logs: ${err.message}`));
     }

@@ -2,7 +2,7 @@
 // with a per-key chart: an SVG drawn here from the usage report, no library and no CDN.
 
 import { api, listOf } from "./api.js";
-import { act, badge, button, clear, confirmDialog, emptyRow, field, fmtRelative, fmtTime, h, modal, submitForm, table } from "./dom.js";
+import { act, badge, button, clear, confirmDialog, emptyRow, field, h, modal, submitForm, table, when } from "./dom.js";
 
 const LIMITS = ["concurrency", "rpm", "video_seconds_per_day", "images_per_day"];
 const SVG = "http://www.w3.org/2000/svg";
@@ -24,7 +24,7 @@ export function renderKeys(root) {
   root.append(
     h("div", { class: "page-head" }, h("h1", {}, "API keys")),
     h("div", { class: "toolbar" }, button("Create key", () => createDialog(load), "btn btn-primary", { id: "create-key" }), button("Reload", load, "btn btn-ghost")),
-    table(["ID", "Name", "Key", "Models", "Limits", "Expires", "Status", "Actions"], tbody),
+    table(["Status", "Name", "", "Key", "Models", "Limits", "Expires", "ID"], tbody, "keys"),
   );
   tbody.append(emptyRow(8, "Loading…"));
   load();
@@ -60,14 +60,14 @@ function keyRow(key, reload) {
   return h(
     "tr",
     { dataset: { keyId: String(key.id) } },
-    h("td", { class: "num" }, key.id),
+    h("td", { class: "status" }, status),
     h("td", { class: "strong" }, key.name),
-    h("td", { class: "mono" }, key.key_hint),
+    h("td", { class: "actions-cell" }, h("div", { class: "row-actions" }, toggle, remove)),
+    h("td", { class: "mono nowrap" }, key.key_hint),
     h("td", { class: "small" }, key.models ? key.models.join(", ") : "all"),
     h("td", { class: "small" }, limitsText(key.limits)),
-    h("td", { class: "small", title: fmtTime(key.expires_at) }, key.expires_at === null ? "never" : fmtRelative(key.expires_at)),
-    h("td", {}, status),
-    h("td", {}, h("div", { class: "row-actions" }, toggle, remove)),
+    h("td", { class: "small" }, key.expires_at === null ? "never" : when(key.expires_at)),
+    h("td", { class: "num" }, key.id),
   );
 }
 
@@ -147,7 +147,7 @@ export function renderUsage(root) {
       const t = report.totals;
       tbody.append(
         ...["completed", "failed", "cancelled"].map((state) =>
-          h("tr", {}, h("td", {}, state), h("td", { class: "num" }, t[state].jobs), h("td", { class: "num" }, t[state].video_seconds), h("td", { class: "num" }, t[state].images)),
+          h("tr", {}, h("td", { class: "status" }, badge(state, state === "completed" ? "ok" : state === "failed" ? "bad" : "neutral")), h("td", { class: "num" }, t[state].jobs), h("td", { class: "num" }, t[state].video_seconds), h("td", { class: "num" }, t[state].images)),
         ),
       );
     } catch (err) {
@@ -161,7 +161,7 @@ export function renderUsage(root) {
     h("div", { class: "toolbar" }, picker, days, button("Reload", load, "btn btn-ghost")),
     chart,
     h("p", { class: "hint" }, "Only completed jobs count toward a key's caps; failed and cancelled ones cost nothing."),
-    table(["State", "Jobs", "Video seconds", "Images"], tbody),
+    table(["State", "Jobs", "Video seconds", "Images"], tbody, "usage"),
   );
   api("GET", "/api/admin/keys")
     .then((data) => {

@@ -142,7 +142,7 @@ function sectionCard(section, items, reload) {
 // -- credentials ------------------------------------------------------------------------------
 
 function credentials(app) {
-  const shown = h("input", { id: "api-key-value", readonly: true, class: "mono", value: "…", "aria-label": "API key" });
+  const shown = h("input", { id: "api-key-value", readonly: true, class: "mono", value: "", placeholder: "loading…", "aria-label": "API key" });
   let revealed = false;
   const revealBtn = button("Reveal", async (ev) => {
     if (revealed) {

@@ -6,8 +6,7 @@ export { guessKind } from "./accounts.js";
 import { limitInput, limitValue, modelList, openAdd } from "./accounts.js";
 import { api, listOf } from "./api.js";
 import {
-  act, badge, button, clear, confirmDialog, emptyRow, field, fmtRelative, fmtTime, fmtValue, h, modal, notify, submitForm,
-  table,
+  act, badge, button, clear, confirmDialog, emptyRow, field, fmtTime, fmtValue, h, modal, notify, submitForm, table, when,
 } from "./dom.js";
 
 const REFRESH_MS = 10000;
@@ -26,7 +25,7 @@ export function render(root) {
       renderRows(tbody, state.tokens, load);
       counter.textContent = `${state.tokens.length} token${state.tokens.length === 1 ? "" : "s"}`;
     } catch (err) {
-      clear(tbody).append(emptyRow(10, `Could not load tokens: ${err.message}`));
+      clear(tbody).append(emptyRow(7, `Could not load tokens: ${err.message}`));
     }
     loadStats(stats);
   }
@@ -55,9 +54,9 @@ export function render(root) {
       testAll,
       button("Reload", () => load(), "btn btn-ghost"),
     ),
-    table(["ID", "Account", "Status", "Quota", "Plan", "Access token", "Usage", "Load", "Proxy", "Actions"], tbody, "tokens"),
+    table(["Status", "Account", "", "Models", "Limits", "Credential", "Usage"], tbody, "tokens"),
   );
-  tbody.append(emptyRow(10, "Loading…"));
+  tbody.append(emptyRow(7, "Loading…"));
   load();
   // Busy counts and cooldowns change on their own; skip a refresh while a dialog is open.
   const timer = setInterval(() => {
@@ -118,7 +117,7 @@ export function flattenStats(data, prefix = "") {
 function renderRows(tbody, tokens, reload) {
   clear(tbody);
   if (!tokens.length) {
-    tbody.append(emptyRow(10, "No tokens yet. Add an access, session or refresh token to start."));
+    tbody.append(emptyRow(7, "No tokens yet. Add an access, session or refresh token to start."));
     return;
   }
   for (const t of tokens) tbody.append(tokenRow(t, reload));
@@ -128,42 +127,58 @@ function statusCell(t) {
   const now = Date.now() / 1000;
   const cooling = t.cooldown_until && t.cooldown_until > now;
   const tone = cooling && t.status === "active" ? "warn" : STATUS_TONE[t.status] || "neutral";
+  // The same words often arrive as the status reason, the last error and the refresh error
+  // (an expired token says it in all three): each text is printed once.
+  const seen = new Set();
+  const once = (text, make) => {
+    const key = String(text || "").trim();
+    if (!key || seen.has(key)) return null;
+    seen.add(key);
+    return make(key);
+  };
   return h(
     "td",
-    { class: "status" },
+    { class: "status token-status" },
     badge(t.status || "unknown", tone),
-    t.status_reason ? h("div", { class: "reason" }, t.status_reason) : null,
-    t.status_at ? h("div", { class: "muted small", title: fmtTime(t.status_at) }, `since ${fmtRelative(t.status_at)}`) : null,
+    once(t.status_reason, (r) => h("div", { class: "reason" }, r)),
+    t.status_at ? h("div", { class: "muted small" }, when(t.status_at, "since ")) : null,
     cooling
-      ? h("div", { class: "reason warn" }, `Cooling down until ${fmtTime(t.cooldown_until)}${t.cooldown_reason ? `: ${t.cooldown_reason}` : ""}`)
+      ? h("div", { class: "reason warn" }, "Cooling down until ", when(t.cooldown_until), t.cooldown_reason ? `: ${t.cooldown_reason}` : "")
       : null,
     availability(t),
-    t.last_error ? h("div", { class: "muted small", title: fmtTime(t.last_error_at) }, `Last error: ${t.last_error}`) : null,
+    once(t.last_error, (r) => h("div", { class: "muted small", title: fmtTime(t.last_error_at) }, `Last error: ${r}`)),
     // A failed refresh outlives later errors: the token serves on until its access token expires.
-    t.refresh_error && t.refresh_error !== t.last_error
-      ? h("div", { class: "reason warn", title: fmtTime(t.refresh_error_at) }, t.refresh_error)
-      : null,
+    once(t.refresh_error, (r) => h("div", { class: "reason warn", title: fmtTime(t.refresh_error_at) }, r)),
   );
 }
 
 function availability(t) {
   if (!t.available || typeof t.available !== "object") return null;
-  const notes = Object.entries(t.available).filter(([, v]) => v && v !== "available");
+  // "video: expired" under an expired badge says nothing new.
+  const notes = Object.entries(t.available).filter(([, v]) => v && v !== "available" && v !== t.status);
   if (!notes.length) return null;
   return h("div", { class: "muted small" }, notes.map(([k, v]) => `${k}: ${v}`).join("; "));
 }
 
 const isSora = (t) => !t.provider || t.provider === "sora";
 
-/** Where a provider account points and which models it serves (and may use). */
-function providerNotes(t) {
+/** Which models an account serves (and, when the admin restricted it, which it may use). */
+function modelsCell(t) {
+  if (isSora(t)) {
+    return h(
+      "td",
+      { class: "small models" },
+      h("div", { class: "tags" }, t.sora2_supported ? badge("Sora 2", "ok") : badge("no Sora 2", "neutral")),
+      h("div", {}, "sora-image*, sora-video*"),
+      h("div", { class: "muted" }, t.plan_title || t.plan_type || ""),
+    );
+  }
   const served = t.served_models || [];
   return h(
-    "div",
-    { class: "provider-notes" },
-    h("div", { class: "mono small" }, t.base_url || ""),
-    h("div", { class: "small" }, `serves: ${served.length ? served.join(", ") : "no models reported"}`),
-    t.models ? h("div", { class: "small warn" }, `restricted to: ${t.models.join(", ")}`) : null,
+    "td",
+    { class: "small models provider-notes" },
+    h("div", {}, `serves: ${served.length ? served.join(", ") : "no models reported"}`),
+    t.models ? h("div", { class: "warn" }, `restricted to: ${t.models.join(", ")}`) : null,
   );
 }
 
@@ -173,35 +188,34 @@ function tokenRow(t, reload) {
   const lim = (v) => (v === 0 || v === null || v === undefined ? "∞" : v);
   return h(
     "tr",
-    { dataset: { tokenId: String(t.id) } },
-    h("td", { class: "num" }, t.id),
-    h(
-      "td",
-      { class: "account" },
-      h("div", { class: "strong" }, t.email || t.name || (isSora(t) ? "(no email)" : t.provider)),
-      isSora(t) ? null : providerNotes(t),
-      t.username ? h("div", { class: "muted small" }, `@${t.username}`) : null,
-      t.remark ? h("div", { class: "remark" }, t.remark) : null,
-    ),
+    { dataset: { tokenId: String(t.id), provider: t.provider || "sora" } },
     statusCell(t),
     h(
       "td",
-      {},
-      h("div", {}, t.quota_remaining === null || t.quota_remaining === undefined ? "—" : `${t.quota_remaining} left`),
-      t.quota_resets_at ? h("div", { class: "muted small", title: fmtTime(t.quota_resets_at) }, `resets ${fmtRelative(t.quota_resets_at)}`) : null,
+      { class: "account" },
+      h("div", { class: "tags" }, badge(t.provider || "sora", "info"), h("span", { class: "muted small num" }, `#${t.id}`)),
+      h("div", { class: "strong" }, t.email || t.name || (isSora(t) ? "(no email)" : t.provider)),
+      isSora(t) ? null : h("div", { class: "mono small" }, t.base_url || ""),
+      t.username ? h("div", { class: "muted small" }, `@${t.username}`) : null,
+      t.remark ? h("div", { class: "remark" }, t.remark) : null,
+    ),
+    h("td", { class: "actions-cell" }, rowActions(t, reload)),
+    modelsCell(t),
+    h(
+      "td",
+      { class: "small limits" },
+      h("div", { class: t.image_enabled === false ? "muted strike" : "" }, `image ${busy.image ?? 0}/${lim(limits.image)}`),
+      h("div", { class: t.video_enabled === false ? "muted strike" : "" }, `video ${busy.video ?? 0}/${lim(limits.video)}`),
+      t.quota_remaining === null || t.quota_remaining === undefined ? null : h("div", {}, `quota ${t.quota_remaining} left`),
+      t.quota_resets_at ? h("div", { class: "muted" }, when(t.quota_resets_at, "resets ")) : null,
     ),
     h(
       "td",
-      {},
-      h("div", {}, t.plan_title || t.plan_type || "—"),
-      h("div", { class: "small" }, !isSora(t) ? badge(t.provider, "neutral") : t.sora2_supported ? badge("Sora 2", "ok") : badge("no Sora 2", "neutral")),
-    ),
-    h(
-      "td",
-      {},
-      h("div", { class: "mono small" }, t.access_token || "—"),
-      isSora(t) ? h("div", { class: "small", title: fmtTime(t.at_expires) }, t.at_expires ? `expires ${fmtRelative(t.at_expires)}` : "no expiry known") : null,
-      h("div", { class: "muted small" }, isSora(t) ? [t.has_session_token ? "ST" : null, t.has_refresh_token ? "RT" : null].filter(Boolean).join(" + ") || "AT only" : "API key"),
+      { class: "small" },
+      h("div", { class: "mono nowrap" }, t.access_token || "—"),
+      isSora(t) ? h("div", {}, t.at_expires ? when(t.at_expires, "expires ") : "no expiry known") : null,
+      h("div", { class: "muted" }, isSora(t) ? [t.has_session_token ? "ST" : null, t.has_refresh_token ? "RT" : null].filter(Boolean).join(" + ") || "AT only" : "API key"),
+      t.proxy ? h("div", { class: "mono" }, `proxy ${t.proxy}`) : null,
     ),
     h(
       "td",
@@ -210,14 +224,6 @@ function tokenRow(t, reload) {
       h("div", {}, `videos ${t.video_count ?? 0}`),
       h("div", { class: t.error_count ? "warn" : "" }, `errors ${t.error_count ?? 0}`),
     ),
-    h(
-      "td",
-      { class: "small" },
-      h("div", { class: t.image_enabled === false ? "muted strike" : "" }, `image ${busy.image ?? 0}/${lim(limits.image)}`),
-      h("div", { class: t.video_enabled === false ? "muted strike" : "" }, `video ${busy.video ?? 0}/${lim(limits.video)}`),
-    ),
-    h("td", { class: "mono small" }, t.proxy || "—"),
-    h("td", { class: "actions-cell" }, rowActions(t, reload)),
   );
 }
 

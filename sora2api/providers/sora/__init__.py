@@ -1,1 +1,1 @@
-"""The Sora provider: its token lifecycle (account.py, refresh.py, probe.py)."""
+"""The Sora provider: client, list-poll watcher, generation flows, and token lifecycle (AT/ST/RT)."""

@@ -20,8 +20,8 @@ from ...pool import TokenPool
 from ...settings import Settings
 from ...store import Row, Store
 from ...transitions import Change, chain, constant, probed, reacted, readded, rejected
-from ...upstream.client import SoraClient
 from ...upstream.errors import UpstreamFailure
+from .client import SoraClient
 from .probe import CREDENTIAL_KINDS, Probe, Prober, StepFailure, claims_of, reason_of, result_of
 from .refresh import SoraRefresher, require_sora
 

@@ -14,8 +14,8 @@ from ...mask import mask_proxy
 from ...pool import TokenPool
 from ...settings import Settings
 from ...store import Store
-from ...upstream.client import SoraClient
 from ...upstream.errors import UpstreamFailure
+from .client import SoraClient
 from .probe import claims_of, reason_of
 from .refresh import replace_rt
 

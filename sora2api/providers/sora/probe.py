@@ -14,8 +14,8 @@ from ...credentials import as_number, quota_values, username_candidates
 from ...errors import BadRequestError
 from ...jwt import decode_jwt
 from ...pool import TokenPool
-from ...upstream.client import SoraClient
 from ...upstream.errors import Kind, UpstreamFailure
+from .client import SoraClient
 
 log = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from ...pool import TokenPool
 from ...settings import Settings
 from ...store import Row
 from ...transitions import Change, refresh_failed, refreshed
-from ...upstream.client import SoraClient
 from ...upstream.errors import Kind, UpstreamFailure
+from .client import SoraClient
 from .probe import CREDENTIAL_KINDS, reason_of, result_of
 
 log = logging.getLogger(__name__)

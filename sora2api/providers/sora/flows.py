@@ -18,15 +18,15 @@ from typing import Any
 
 import orjson
 
-from ..errors import ApiError
-from ..jobs import CACHING, POLLING, QUEUED, SUBMITTED, SUBMITTING, JobContext, JobFailed
-from ..models import MODELS, Model
-from ..pool import Lease
-from ..upstream.errors import Kind, UpstreamFailure
+from ...errors import ApiError
+from ...flows.request import GenRequest, MediaInput
+from ...flows.results import character_result, image_result, video_result
+from ...jobs import CACHING, POLLING, QUEUED, SUBMITTED, SUBMITTING, JobContext, JobFailed
+from ...models import MODELS, Model
+from ...pool import Lease
+from ...upstream.errors import Kind, UpstreamFailure, may_have_created
 from .prompts import parse_storyboard
-from .reconcile import find_task, may_have_created
-from .request import GenRequest, MediaInput
-from .results import character_result, image_result, video_result
+from .reconcile import find_task
 
 log = logging.getLogger(__name__)
 
@@ -424,6 +424,8 @@ async def _cache_thumbnail(ctx: JobContext, lease: Lease, draft: dict[str, Any])
         )
     except ApiError as exc:
         log.info("job %s: no thumbnail cached: %s", ctx.job_id, exc.message)
+        # Kept with the job, so the thumbnail route says what happened instead of "none given".
+        await ctx.save_state(thumbnail_error=exc.message)
         return
     await ctx.save_state(thumbnail=cached.name)
 

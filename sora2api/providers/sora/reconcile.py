@@ -13,25 +13,19 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from ..errors import NotFoundError
-from ..jobs import JobContext, JobFailed
-from ..upstream.errors import Kind, UpstreamFailure
+from ...errors import NotFoundError
+from ...jobs import JobContext, JobFailed
+from ...upstream.errors import Kind, UpstreamFailure
 
 log = logging.getLogger(__name__)
 
 # Answers that do not prove the create was refused (anything else came before any task existed).
-_UNCERTAIN = frozenset({Kind.SERVER, Kind.MALFORMED, Kind.TIMEOUT, Kind.TRANSPORT})
 # Looks at the lists: a task created an instant ago may take a poll or two to be listed.
 _LOOKS = 3
 # Upstream and local clocks differ; a listed creation time this much before the send still counts.
 _CLOCK_SLACK = 120.0
 # The drafts asked for in one look: enough that a burst of finished tasks cannot hide ours.
 _DRAFTS = 100
-
-
-def may_have_created(failure: UpstreamFailure) -> bool:
-    """True when the create may have reached Sora and made the task despite the failure."""
-    return failure.sent and failure.kind in _UNCERTAIN
 
 
 def _created_at(item: dict[str, Any]) -> float | None:

@@ -15,8 +15,8 @@ from urllib.parse import quote, urlencode
 import aiohttp
 import orjson
 
-from ..settings import Settings
-from .errors import Kind, UpstreamFailure, classify
+from ...settings import Settings
+from ...upstream.errors import Kind, UpstreamFailure, classify
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,10 @@ class SoraClient:
                 from aiohttp_socks import ProxyConnector  # imported only when a SOCKS proxy is used
 
                 session = aiohttp.ClientSession(
-                    connector=ProxyConnector.from_url(proxy), timeout=self._session.timeout
+                    connector=ProxyConnector.from_url(proxy),
+                    timeout=self._session.timeout,
+                    # The main session's observers (GET /metrics times upstream calls) apply too.
+                    trace_configs=list(self._session.trace_configs),
                 )
                 self._socks[proxy] = session
             return session, None

@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .errors import NotFoundError
-from .pool import TokenPool
-from .settings import Settings
-from .upstream.client import Page, SoraClient
-from .upstream.errors import Kind, UpstreamFailure
+from ...errors import NotFoundError
+from ...pool import TokenPool
+from ...settings import Settings
+from ...upstream.errors import Kind, UpstreamFailure
+from .client import Page, SoraClient
 
 log = logging.getLogger(__name__)
 

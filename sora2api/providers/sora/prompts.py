@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import BadRequestError
+from ...errors import BadRequestError
 
 # Lowercase hex, exactly 32: the backend's post id form (anything else is not a remix id).
 _REMIX_ID = re.compile(r"\bs_[a-f0-9]{32}\b")
