@@ -17,7 +17,7 @@ from aiohttp import ClientSession
 
 from .errors import ApiError, NotFoundError
 from .flows.request import GenRequest
-from .job_run import (  # noqa: F401 - the phases, Event, JobFailed, JobRun: re-exported, they lived here
+from .job_run import (  # the phases, Event, JobFailed, JobRun: re-exported, they lived here
     _MOVES,
     CACHING,
     CANCELLED,
@@ -48,6 +48,22 @@ from .viewcache import ViewCache
 if TYPE_CHECKING:  # only annotations: app.py builds Sora's pieces, the engine just carries them
     from .providers.sora.client import SoraClient
     from .providers.sora.watcher import Watchers
+
+# What other modules import from here, the names that moved to job_run.py included.
+__all__ = [
+    "ACTIVE",
+    "CACHING",
+    "POLLING",
+    "QUEUED",
+    "SUBMITTED",
+    "SUBMITTING",
+    "Event",
+    "FlowFn",
+    "JobContext",
+    "JobEngine",
+    "JobFailed",
+    "JobRun",
+]
 
 log = logging.getLogger(__name__)
 
