@@ -439,6 +439,18 @@ async def test_onboarding_a_wrong_key_names_the_upstream_answer(
     assert "Incorrect API key" in err.value.message
 
 
+async def test_an_unreachable_gateway_is_transport_never_sent_and_named(
+    client: TestClient, unused_tcp_port: int
+) -> None:
+    gone = Account(0, "openai", "sk-any-000000000000", f"http://127.0.0.1:{unused_tcp_port}/v1")
+    with pytest.raises(UpstreamFailure) as err:
+        await PROVIDER.onboard(client.app[keys.HTTP], gone)
+    failure = err.value
+    assert failure.kind is Kind.TRANSPORT and failure.sent is False
+    assert failure.message.startswith("connection failed: ")
+    assert failure.describe().startswith("Could not reach the gateway")
+
+
 async def test_a_remix_goes_to_the_account_that_made_the_source(
     client: TestClient, sim: Sim, gw: ProviderState
 ) -> None:

@@ -14,6 +14,7 @@ import orjson
 from yarl import URL
 
 from ...upstream.errors import Kind, UpstreamFailure
+from ...upstream.transport import TRANSPORT_ERRORS, read_capped, too_large, transport_failure
 from ..base import Account, AccountInfo, ModelSpec, Output, Submission, TaskStatus
 from . import models
 from .errors import classify, interaction_failure
@@ -225,29 +226,12 @@ class GeminiProvider:
                 timeout=timeout,
             ) as resp:
                 if not 200 <= resp.status < 300:
-                    raw = await _read_capped(resp, _ERROR_BODY)
+                    raw = await read_capped(resp, _ERROR_BODY)
                     raise classify(resp.status, raw[:_ERROR_BODY], endpoint)
                 yield resp
-        except aiohttp.ClientConnectorError as exc:
-            # Nothing reached Gemini: a create may be sent again, elsewhere.
-            raise UpstreamFailure(
-                Kind.TRANSPORT,
-                f"connection failed: {exc.os_error or exc}",
-                endpoint=endpoint,
-                sent=False,
-            ) from None
-        except aiohttp.ConnectionTimeoutError:
-            raise UpstreamFailure(
-                Kind.TIMEOUT, "no connection in time", endpoint=endpoint, sent=False
-            ) from None
-        except TimeoutError:
-            raise UpstreamFailure(
-                Kind.TIMEOUT, f"no answer within {self.request_timeout:g} s", endpoint=endpoint
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamFailure(
-                Kind.TRANSPORT, f"{type(exc).__name__}: {exc}".rstrip(": "), endpoint=endpoint
-            ) from None
+        except TRANSPORT_ERRORS as exc:
+            # Only "never connected" leaves a create safe to send again, elsewhere.
+            raise transport_failure(exc, endpoint=endpoint, timeout=self.request_timeout) from None
 
     async def _json(
         self,
@@ -263,11 +247,9 @@ class GeminiProvider:
         endpoint = f"{method} {path}"
         # No total bound: sock_read ends a stall, and the size limit a trickle.
         async with self._request(http, account, method, path, body=body) as resp:
-            raw = await _read_capped(resp, limit)
-        if len(raw) > limit:
-            raise UpstreamFailure(
-                Kind.MALFORMED, f"response larger than {limit >> 20} MB", endpoint=endpoint
-            )
+            raw = await read_capped(resp, limit)
+        if big := too_large(raw, limit, endpoint=endpoint):
+            raise big
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -275,13 +257,3 @@ class GeminiProvider:
             raise UpstreamFailure(
                 Kind.MALFORMED, f"expected JSON, got {preview!r}", status=200, endpoint=endpoint
             ) from None
-
-
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, or its first limit+1 bytes when it is longer (the caller reports that)."""
-    buf = bytearray()
-    async for chunk in resp.content.iter_chunked(1 << 16):
-        buf += chunk
-        if len(buf) > limit:
-            break
-    return bytes(buf)

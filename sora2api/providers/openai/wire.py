@@ -18,6 +18,7 @@ import aiohttp
 import orjson
 
 from ...upstream.errors import Kind, UpstreamFailure, classify
+from ...upstream.transport import TRANSPORT_ERRORS, read_capped, too_large, transport_failure
 from ..base import Account, TaskState
 
 WHO = "the gateway"
@@ -243,11 +244,10 @@ async def call(
                 allow_redirects=False,
             ) as resp,
         ):
-            body = await resp.content.read(MAX_BODY + 1)
-            if len(body) > MAX_BODY:
-                raise failure(
-                    Kind.MALFORMED, f"answer larger than {MAX_BODY} bytes", endpoint=endpoint
-                )
+            # content.read(n) returns what is buffered, maybe a part: read up to the cap instead.
+            body = await read_capped(resp, MAX_BODY)
+            if big := too_large(body, MAX_BODY, endpoint=endpoint, upstream=WHO):
+                raise big
             if not 200 <= resp.status < 300:
                 raise classify_answer(resp.status, body, resp.content_type, resp.headers, endpoint)
             try:
@@ -259,10 +259,5 @@ async def call(
                     status=resp.status,
                     endpoint=endpoint,
                 ) from None
-    except TimeoutError:
-        raise failure(Kind.TIMEOUT, f"no answer within {timeout:g} s", endpoint=endpoint) from None
-    except aiohttp.ClientConnectorError as exc:
-        # The connection never opened: the request provably did not arrive.
-        raise failure(Kind.TRANSPORT, str(exc), endpoint=endpoint, sent=False) from None
-    except aiohttp.ClientError as exc:
-        raise failure(Kind.TRANSPORT, f"{type(exc).__name__}: {exc}", endpoint=endpoint) from None
+    except TRANSPORT_ERRORS as exc:
+        raise transport_failure(exc, endpoint=endpoint, timeout=timeout, upstream=WHO) from None

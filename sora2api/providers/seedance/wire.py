@@ -9,6 +9,7 @@ import aiohttp
 import orjson
 
 from ...upstream.errors import Kind, UpstreamFailure
+from ...upstream.transport import TRANSPORT_ERRORS, read_capped, too_large, transport_failure
 from ..base import Account
 
 # How failure texts name this upstream ("Seedance server error", "Rate limited by Seedance").
@@ -137,29 +138,12 @@ async def call(
             async with http.request(
                 method, url, data=body, headers=headers, params=query, proxy=proxy
             ) as resp:
-                raw = await _read_capped(resp)
+                raw = await read_capped(resp, MAX_RESPONSE)
                 status, retry_after = resp.status, resp.headers.get("Retry-After")
-    except TimeoutError:
-        raise fail(Kind.TIMEOUT, f"no answer within {limit:g} s", endpoint=endpoint) from None
-    except aiohttp.ClientConnectorError as exc:
-        # Never connected: the request provably did not reach Ark (a create may be resent).
-        raise fail(
-            Kind.TRANSPORT,
-            f"connection failed: {exc.os_error or exc}",
-            endpoint=endpoint,
-            sent=False,
-        ) from None
-    except (aiohttp.ClientError, OSError) as exc:
-        raise fail(
-            Kind.TRANSPORT, f"{type(exc).__name__}: {exc}".rstrip(": "), endpoint=endpoint
-        ) from None
-    if len(raw) > MAX_RESPONSE:
-        raise fail(
-            Kind.MALFORMED,
-            f"response larger than {MAX_RESPONSE >> 20} MB",
-            status=status,
-            endpoint=endpoint,
-        )
+    except TRANSPORT_ERRORS as exc:
+        raise transport_failure(exc, endpoint=endpoint, timeout=limit, upstream=WHO) from None
+    if big := too_large(raw, MAX_RESPONSE, status=status, endpoint=endpoint, upstream=WHO):
+        raise big
     if not 200 <= status < 300:
         raise classify(status, raw, endpoint, retry_after)
     try:
@@ -169,13 +153,3 @@ async def call(
         raise fail(
             Kind.MALFORMED, f"expected JSON, got {preview!r}", status=status, endpoint=endpoint
         ) from None
-
-
-async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
-    """The body, or its first MAX_RESPONSE+1 bytes when it is longer (the caller reports that)."""
-    buf = bytearray()
-    async for chunk in resp.content.iter_chunked(1 << 16):
-        buf += chunk
-        if len(buf) > MAX_RESPONSE:
-            break
-    return bytes(buf)

@@ -17,6 +17,7 @@ import orjson
 
 from ...settings import Settings
 from ...upstream.errors import Kind, UpstreamFailure, classify
+from ...upstream.transport import TRANSPORT_ERRORS, read_capped, too_large, transport_failure
 
 log = logging.getLogger(__name__)
 
@@ -53,16 +54,6 @@ class Page:
 def _next_cursor(data: Any) -> str | None:
     cursor = data.get("cursor") if isinstance(data, dict) else None
     return cursor if isinstance(cursor, str) and cursor else None
-
-
-async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
-    """The body, or its first limit+1 bytes when it is longer (the caller reports that)."""
-    buf = bytearray()
-    async for chunk in resp.content.iter_chunked(1 << 16):
-        buf += chunk
-        if len(buf) > limit:
-            break
-    return bytes(buf)
 
 
 def sentinel_token() -> str:
@@ -173,32 +164,14 @@ class SoraClient:
                     proxy=proxy_arg,
                 ) as resp:
                     # Capped: a broken or hostile upstream must not fill our memory.
-                    raw = await _read_capped(resp, _MAX_RESPONSE)
+                    raw = await read_capped(resp, _MAX_RESPONSE)
                     status = resp.status
                     ctype = resp.headers.get("Content-Type", "")
                     retry_after = resp.headers.get("Retry-After")
-        except TimeoutError:
-            raise UpstreamFailure(
-                Kind.TIMEOUT, f"no answer within {timeout:g} s", endpoint=endpoint
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise UpstreamFailure(
-                Kind.TRANSPORT,
-                f"connection failed: {exc.os_error or exc}",
-                endpoint=endpoint,
-                sent=False,
-            ) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise UpstreamFailure(
-                Kind.TRANSPORT, f"{type(exc).__name__}: {exc}".rstrip(": "), endpoint=endpoint
-            ) from None
-        if len(raw) > _MAX_RESPONSE:
-            raise UpstreamFailure(
-                Kind.MALFORMED,
-                f"response larger than {_MAX_RESPONSE >> 20} MB",
-                status=status,
-                endpoint=endpoint,
-            )
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(exc, endpoint=endpoint, timeout=timeout) from None
+        if big := too_large(raw, _MAX_RESPONSE, status=status, endpoint=endpoint):
+            raise big
         if status not in ok:
             failure = classify(status, raw, ctype, endpoint)
             if retry_after and retry_after.isdigit():
@@ -466,25 +439,23 @@ class SoraClient:
     ) -> bytes:
         """A small upstream asset (avatar) into memory, capped."""
         session, proxy_arg = self._route(proxy)
+        timeout = self._settings.current.upstream.request_timeout
+        endpoint = "GET asset"
         try:
-            async with asyncio.timeout(self._settings.current.upstream.request_timeout):
+            async with asyncio.timeout(timeout):
                 async with session.get(url, proxy=proxy_arg) as resp:
                     if resp.status != 200:
                         raise UpstreamFailure(
                             Kind.SERVER if resp.status >= 500 else Kind.NOT_FOUND,
                             f"download failed: HTTP {resp.status}",
                             status=resp.status,
-                            endpoint="GET asset",
+                            endpoint=endpoint,
                         )
-                    data = await _read_capped(resp, max_bytes)
-        except TimeoutError:
-            raise UpstreamFailure(
-                Kind.TIMEOUT, "asset download timed out", endpoint="GET asset"
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise UpstreamFailure(Kind.TRANSPORT, str(exc), endpoint="GET asset") from None
-        if len(data) > max_bytes:
-            raise UpstreamFailure(Kind.MALFORMED, "asset too large", endpoint="GET asset")
+                    data = await read_capped(resp, max_bytes)
+        except TRANSPORT_ERRORS as exc:
+            raise transport_failure(exc, endpoint=endpoint, timeout=timeout) from None
+        if big := too_large(data, max_bytes, endpoint=endpoint):
+            raise big
         return data
 
     # -- feed, search, profile -----------------------------------------------------------
