@@ -23,7 +23,7 @@ from sora2api.simulator.providers import seedance as ark_sim
 from . import test_gemini_e2e as gemini_e2e
 from .conftest import KEY, Sim, config_for
 from .helpers import admin_headers
-from .test_provider_seedance import MODEL, App
+from .test_provider_seedance import MODEL, App, until
 
 OPTIONS = {"seed": 42, "watermark": False, "generate_audio": True, "camera_fixed": True}
 
@@ -199,7 +199,8 @@ async def test_gemini_usage_is_stored_and_summed(
     video = await app.video(model=gemini_e2e.OMNI, prompt="a kite", seconds="6", seed=9)
     done = await app.wait(video["id"])
     assert done["status"] == "completed", done
-    assert len(app.creates()) == 1
+    (create,) = app.creates()
+    assert create.json["generation_config"] == {"seed": 9}  # Gemini takes the seed alone
     # The simulator gives Google's usage on the completed interaction: 1000 tokens a second.
     stored = await _stored_usage(client, video["id"])
     assert stored == {"total_output_tokens": 6000, "total_tokens": 6000}, stored
@@ -207,3 +208,37 @@ async def test_gemini_usage_is_stored_and_summed(
     (group,) = report["groups"]
     assert group["group"] == "gemini"
     assert group["completed"]["upstream_usage"] == stored
+
+
+async def test_a_queued_job_keeps_its_options_across_a_restart(
+    sim: Sim,
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(SEEDANCE, "poll_interval", 0.05)
+    ps = sim.server.app[PROVIDER_STATE]
+    ps.settings.run_seconds = 300  # 3 s at the simulator's scale: time to stop mid-job
+    config = config_for(sim, tmp_path)
+    first = App(await aiohttp_client(create_app(config)), sim, ps, sim.url + "/api/v3")
+    account = ps.add_account("seedance", name="ark1")
+    # One slot: the second job waits in our queue, never reaching Ark before the restart.
+    body = {"provider": "seedance", "token": account.key, "base_url": first.base}
+    body["video_concurrency"] = 1
+    resp = await first.client.post(
+        "/api/tokens", json=body, headers=await admin_headers(first.client)
+    )
+    assert resp.status in (200, 201), await resp.text()
+    running = await first.video(model=MODEL, prompt="first")
+    queued = await first.video(model=MODEL, prompt="second", seed=5, camera_fixed=True)
+    await until(lambda: bool(first.creates()))
+    status = await first.client.get(f"/v1/videos/{queued['id']}", headers=KEY)
+    assert (await status.json())["status"] == "queued"
+    await first.client.close()
+    second = App(await aiohttp_client(create_app(config)), sim, ps, sim.url + "/api/v3")
+    assert (await second.wait(running["id"]))["status"] == "completed"
+    assert (await second.wait(queued["id"]))["status"] == "completed"
+    one, two = second.creates()  # each job created exactly once
+    assert one.json["content"][0]["text"] == "first" and _sent_options(one) == {}
+    assert two.json["content"][0]["text"] == "second"
+    assert _sent_options(two) == {"seed": 5, "camera_fixed": True}
