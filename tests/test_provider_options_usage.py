@@ -242,3 +242,28 @@ async def test_a_queued_job_keeps_its_options_across_a_restart(
     assert one.json["content"][0]["text"] == "first" and _sent_options(one) == {}
     assert two.json["content"][0]["text"] == "second"
     assert _sent_options(two) == {"seed": 5, "camera_fixed": True}
+
+
+async def test_a_seed_gemini_cannot_take_fails_the_job_naming_gemini_without_a_create(
+    sim: Sim,
+    tmp_path: Path,
+    aiohttp_client: Callable[..., Awaitable[TestClient]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ark takes seeds to 2**32 - 1, Gemini to 2**31 - 1: the request parser admits the wider
+    # range and Gemini refuses the rest before sending (every Interactions create is billed).
+    monkeypatch.setattr(GEMINI, "poll_interval", 0.05)
+    monkeypatch.setattr(GEMINI, "staging_dir", tmp_path)
+    client = await aiohttp_client(create_app(config_for(sim, tmp_path)))
+    app = gemini_e2e.App(client, sim, sim.server.app[PROVIDER_STATE])
+    await app.add_ok("g1")
+    video = await app.video(model=gemini_e2e.OMNI, prompt="a kite", seed=2**31)
+    done = await app.wait(video["id"])
+    assert done["status"] == "failed", done
+    message = done["error"]["message"]
+    assert message.startswith("Gemini rejected the request"), message
+    assert "seed must be an integer from 0 to 2147483647" in message
+    assert app.creates() == []
+    report = await _usage(client, "group_by=provider")
+    failed = report["totals"]["failed"]
+    assert failed["jobs"] == 1 and failed["upstream_usage"] == {}, failed

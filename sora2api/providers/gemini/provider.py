@@ -16,7 +16,7 @@ from yarl import URL
 from ...upstream.errors import Kind, UpstreamFailure
 from ..base import Account, AccountInfo, ModelSpec, Output, Submission, TaskStatus
 from . import models
-from .errors import classify, interaction_failure
+from .errors import WHO, classify, interaction_failure
 from .inline import InlineExtractor
 
 API_VERSION = "v1"  # google-genai 3.x's GOOGLE_AI_API_DEFAULT_VERSION
@@ -89,6 +89,7 @@ class GeminiProvider:
                 Kind.MALFORMED,
                 f"the create answered no interaction id: {str(data)[:120]}",
                 endpoint="POST /interactions",
+                upstream=WHO,
             )
         return task_id
 
@@ -126,7 +127,10 @@ class GeminiProvider:
     ) -> TaskStatus:
         if not isinstance(data, dict) or not isinstance(data.get("status"), str):
             raise UpstreamFailure(
-                Kind.MALFORMED, f"not an interaction: {str(data)[:120]}", endpoint=endpoint
+                Kind.MALFORMED,
+                f"not an interaction: {str(data)[:120]}",
+                endpoint=endpoint,
+                upstream=WHO,
             )
         state = str(data["status"])
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
@@ -143,7 +147,10 @@ class GeminiProvider:
         outputs = tuple(self._videos(data, account, extractor))
         if not outputs:
             failure = UpstreamFailure(
-                Kind.MALFORMED, "the interaction completed without a video", endpoint=endpoint
+                Kind.MALFORMED,
+                "the interaction completed without a video",
+                endpoint=endpoint,
+                upstream=WHO,
             )
             return TaskStatus("failed", stage=state, failure=failure, usage=usage)
         return TaskStatus("completed", progress=1.0, stage=state, outputs=outputs, usage=usage)
@@ -235,18 +242,25 @@ class GeminiProvider:
                 f"connection failed: {exc.os_error or exc}",
                 endpoint=endpoint,
                 sent=False,
+                upstream=WHO,
             ) from None
         except aiohttp.ConnectionTimeoutError:
             raise UpstreamFailure(
-                Kind.TIMEOUT, "no connection in time", endpoint=endpoint, sent=False
+                Kind.TIMEOUT, "no connection in time", endpoint=endpoint, sent=False, upstream=WHO
             ) from None
         except TimeoutError:
             raise UpstreamFailure(
-                Kind.TIMEOUT, f"no answer within {self.request_timeout:g} s", endpoint=endpoint
+                Kind.TIMEOUT,
+                f"no answer within {self.request_timeout:g} s",
+                endpoint=endpoint,
+                upstream=WHO,
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise UpstreamFailure(
-                Kind.TRANSPORT, f"{type(exc).__name__}: {exc}".rstrip(": "), endpoint=endpoint
+                Kind.TRANSPORT,
+                f"{type(exc).__name__}: {exc}".rstrip(": "),
+                endpoint=endpoint,
+                upstream=WHO,
             ) from None
 
     async def _json(
@@ -266,14 +280,21 @@ class GeminiProvider:
             raw = await _read_capped(resp, limit)
         if len(raw) > limit:
             raise UpstreamFailure(
-                Kind.MALFORMED, f"response larger than {limit >> 20} MB", endpoint=endpoint
+                Kind.MALFORMED,
+                f"response larger than {limit >> 20} MB",
+                endpoint=endpoint,
+                upstream=WHO,
             )
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             preview = raw[:120].decode("utf-8", "replace") or "empty body"
             raise UpstreamFailure(
-                Kind.MALFORMED, f"expected JSON, got {preview!r}", status=200, endpoint=endpoint
+                Kind.MALFORMED,
+                f"expected JSON, got {preview!r}",
+                status=200,
+                endpoint=endpoint,
+                upstream=WHO,
             ) from None
 
 
