@@ -11,6 +11,9 @@ import orjson
 
 from ...upstream.errors import Kind, UpstreamFailure
 
+# How user-facing failure text names this upstream (UpstreamFailure defaults to Sora).
+WHO = "Gemini"
+
 _RPC = "type.googleapis.com/google.rpc."
 # A google.protobuf.Duration in JSON: seconds with up to nine fractional digits, then "s".
 _DURATION = re.compile(r"\s*(\d+(?:\.\d{1,9})?)s\s*")
@@ -98,7 +101,9 @@ def classify(status: int, body: bytes, endpoint: str) -> UpstreamFailure:
     err = data.get("error") if isinstance(data, dict) else None
 
     def fail(kind: Kind, message: str, code: str | None = None) -> UpstreamFailure:
-        return UpstreamFailure(kind, message, status=status, code=code, endpoint=endpoint)
+        return UpstreamFailure(
+            kind, message, status=status, code=code, endpoint=endpoint, upstream=WHO
+        )
 
     if not isinstance(err, dict):
         text = body[:200].decode("utf-8", "replace").strip() or "empty body"
@@ -149,7 +154,11 @@ def interaction_failure(status: str, errors: object, endpoint: str) -> UpstreamF
     code = next((c for c in codes if c), None) or status
     low = message.lower()
     if any(c.upper() in SAFETY_CODES for c in codes) or any(w in low for w in _SAFETY_WORDS):
-        return UpstreamFailure(Kind.CONTENT_POLICY, message, code=code, endpoint=endpoint)
+        return UpstreamFailure(
+            Kind.CONTENT_POLICY, message, code=code, endpoint=endpoint, upstream=WHO
+        )
     if status == "budget_exceeded":
-        return UpstreamFailure(Kind.BAD_REQUEST, message, code=code, endpoint=endpoint)
-    return UpstreamFailure(Kind.SERVER, message, code=code, endpoint=endpoint)
+        return UpstreamFailure(
+            Kind.BAD_REQUEST, message, code=code, endpoint=endpoint, upstream=WHO
+        )
+    return UpstreamFailure(Kind.SERVER, message, code=code, endpoint=endpoint, upstream=WHO)

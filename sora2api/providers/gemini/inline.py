@@ -19,6 +19,7 @@ from typing import IO, Any
 import orjson
 
 from ...upstream.errors import Kind, UpstreamFailure
+from .errors import WHO
 
 # What replaces a diverted string in the JSON kept in memory; the number indexes `blobs`.
 PLACEHOLDER = "sora2api-inline-blob:"
@@ -49,7 +50,9 @@ class InlineExtractor:
         self._padded = False  # the diverted string reached its "=" padding
 
     def _fail(self, message: str) -> UpstreamFailure:
-        return UpstreamFailure(Kind.MALFORMED, message, status=200, endpoint=self.endpoint)
+        return UpstreamFailure(
+            Kind.MALFORMED, message, status=200, endpoint=self.endpoint, upstream=WHO
+        )
 
     def feed(self, chunk: bytes) -> None:
         """Take the next piece of the body (any size, split anywhere)."""

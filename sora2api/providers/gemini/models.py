@@ -7,6 +7,7 @@ from typing import Any
 
 from ...upstream.errors import Kind, UpstreamFailure
 from ..base import ModelSpec, Submission
+from .errors import WHO
 
 PROVIDER = "gemini"
 OMNI = "gemini-omni-1.1-flash"
@@ -75,7 +76,9 @@ def specs_for(upstream: str) -> list[ModelSpec]:
 
 def _refuse(message: str) -> UpstreamFailure:
     # Refused here, before anything is sent: every Interactions create is billed, even a bad one.
-    return UpstreamFailure(Kind.BAD_REQUEST, message, status=400, endpoint="validate", sent=False)
+    return UpstreamFailure(
+        Kind.BAD_REQUEST, message, status=400, endpoint="validate", sent=False, upstream=WHO
+    )
 
 
 def response_format(sub: Submission) -> dict[str, str]:

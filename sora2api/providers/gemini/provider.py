@@ -17,7 +17,7 @@ from ...upstream.errors import Kind, UpstreamFailure
 from ...upstream.transport import TRANSPORT_ERRORS, read_capped, too_large, transport_failure
 from ..base import Account, AccountInfo, ModelSpec, Output, Submission, TaskStatus
 from . import models
-from .errors import classify, interaction_failure
+from .errors import WHO, classify, interaction_failure
 from .inline import InlineExtractor
 
 API_VERSION = "v1"  # google-genai 3.x's GOOGLE_AI_API_DEFAULT_VERSION
@@ -90,6 +90,7 @@ class GeminiProvider:
                 Kind.MALFORMED,
                 f"the create answered no interaction id: {str(data)[:120]}",
                 endpoint="POST /interactions",
+                upstream=WHO,
             )
         return task_id
 
@@ -127,7 +128,10 @@ class GeminiProvider:
     ) -> TaskStatus:
         if not isinstance(data, dict) or not isinstance(data.get("status"), str):
             raise UpstreamFailure(
-                Kind.MALFORMED, f"not an interaction: {str(data)[:120]}", endpoint=endpoint
+                Kind.MALFORMED,
+                f"not an interaction: {str(data)[:120]}",
+                endpoint=endpoint,
+                upstream=WHO,
             )
         state = str(data["status"])
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else None
@@ -144,7 +148,10 @@ class GeminiProvider:
         outputs = tuple(self._videos(data, account, extractor))
         if not outputs:
             failure = UpstreamFailure(
-                Kind.MALFORMED, "the interaction completed without a video", endpoint=endpoint
+                Kind.MALFORMED,
+                "the interaction completed without a video",
+                endpoint=endpoint,
+                upstream=WHO,
             )
             return TaskStatus("failed", stage=state, failure=failure, usage=usage)
         return TaskStatus("completed", progress=1.0, stage=state, outputs=outputs, usage=usage)
@@ -231,7 +238,9 @@ class GeminiProvider:
                 yield resp
         except TRANSPORT_ERRORS as exc:
             # Only "never connected" leaves a create safe to send again, elsewhere.
-            raise transport_failure(exc, endpoint=endpoint, timeout=self.request_timeout) from None
+            raise transport_failure(
+                exc, endpoint=endpoint, timeout=self.request_timeout, upstream=WHO
+            ) from None
 
     async def _json(
         self,
@@ -248,12 +257,16 @@ class GeminiProvider:
         # No total bound: sock_read ends a stall, and the size limit a trickle.
         async with self._request(http, account, method, path, body=body) as resp:
             raw = await read_capped(resp, limit)
-        if big := too_large(raw, limit, endpoint=endpoint):
+        if big := too_large(raw, limit, endpoint=endpoint, upstream=WHO):
             raise big
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             preview = raw[:120].decode("utf-8", "replace") or "empty body"
             raise UpstreamFailure(
-                Kind.MALFORMED, f"expected JSON, got {preview!r}", status=200, endpoint=endpoint
+                Kind.MALFORMED,
+                f"expected JSON, got {preview!r}",
+                status=200,
+                endpoint=endpoint,
+                upstream=WHO,
             ) from None
