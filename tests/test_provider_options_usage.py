@@ -244,26 +244,29 @@ async def test_a_queued_job_keeps_its_options_across_a_restart(
     assert _sent_options(two) == {"seed": 5, "camera_fixed": True}
 
 
-async def test_a_seed_gemini_cannot_take_fails_the_job_naming_gemini_without_a_create(
+async def test_a_seed_gemini_cannot_take_is_a_400_at_request_time_without_a_create(
     sim: Sim,
     tmp_path: Path,
     aiohttp_client: Callable[..., Awaitable[TestClient]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Ark takes seeds to 2**32 - 1, Gemini to 2**31 - 1: the request parser admits the wider
-    # range and Gemini refuses the rest before sending (every Interactions create is billed).
+    # Ark takes seeds to 2**32 - 1, Gemini to 2**31 - 1: the model's own range is checked when
+    # the request arrives (every Interactions create is billed, so a refused one is never sent).
     monkeypatch.setattr(GEMINI, "poll_interval", 0.05)
     monkeypatch.setattr(GEMINI, "staging_dir", tmp_path)
     client = await aiohttp_client(create_app(config_for(sim, tmp_path)))
     app = gemini_e2e.App(client, sim, sim.server.app[PROVIDER_STATE])
     await app.add_ok("g1")
-    video = await app.video(model=gemini_e2e.OMNI, prompt="a kite", seed=2**31)
-    done = await app.wait(video["id"])
-    assert done["status"] == "failed", done
-    message = done["error"]["message"]
-    assert message.startswith("Gemini rejected the request"), message
-    assert "seed must be an integer from 0 to 2147483647" in message
+    for seed in (2**31, -1):
+        body = {"model": gemini_e2e.OMNI, "prompt": "a kite", "seed": seed}
+        resp = await client.post("/v1/videos", json=body, headers=KEY)
+        assert resp.status == 400, await resp.text()
+        error = (await resp.json())["error"]
+        assert error["param"] == "seed" and "from 0 to 2147483647" in error["message"], error
     assert app.creates() == []
-    report = await _usage(client, "group_by=provider")
-    failed = report["totals"]["failed"]
-    assert failed["jobs"] == 1 and failed["upstream_usage"] == {}, failed
+    listed = await (await client.get("/v1/videos", headers=KEY)).json()
+    assert listed["data"] == []  # nothing stored either
+    video = await app.video(model=gemini_e2e.OMNI, prompt="a kite", seed=2**31 - 1)
+    assert (await app.wait(video["id"]))["status"] == "completed"
+    (create,) = app.creates()
+    assert create.json["generation_config"] == {"seed": 2**31 - 1}

@@ -104,7 +104,7 @@ _OPTIONS: dict[str, type] = {
 _MAX_SEED = 2**32 - 1
 
 
-def _option(name: str, kind: type, value: Any) -> int | bool:
+def _option(name: str, kind: type, value: Any, low: int, high: int) -> int | bool:
     """One option's value, from JSON or from a multipart text field."""
     if isinstance(value, str):  # multipart sends every field as text
         text = value.strip().lower()
@@ -118,15 +118,17 @@ def _option(name: str, kind: type, value: Any) -> int | bool:
         return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise BadRequestError(f"'{name}' must be an integer", param=name)
-    if not -1 <= value <= _MAX_SEED:
-        raise BadRequestError(f"'{name}' must be from -1 to {_MAX_SEED}", param=name)
+    if not low <= value <= high:
+        raise BadRequestError(f"'{name}' must be from {low} to {high}", param=name)
     return value
 
 
-def provider_options(fields: dict[str, Any]) -> dict[str, Any]:
-    """The provider options of a request body; a 400 naming the field for a wrong value."""
+def provider_options(fields: dict[str, Any], spec: ModelSpec) -> dict[str, Any]:
+    """The provider options of a request body; a 400 naming the field for a wrong value (the
+    seed's range is the model's where it is narrower: a refused create must never be sent)."""
+    low, high = spec.seed_range or (-1, _MAX_SEED)
     return {
-        name: _option(name, kind, fields[name])
+        name: _option(name, kind, fields[name], low, high)
         for name, kind in _OPTIONS.items()
         if fields.get(name) is not None
     }
@@ -160,7 +162,7 @@ async def parse_provider_video(
     prompt = _prompt(fields)
     seconds = choose_seconds(spec, fields.get("seconds"))
     size = choose_size(spec, fields.get("size"))
-    options = provider_options(fields)
+    options = provider_options(fields, spec)
     for name in ("remix_target_id", "characters", "style_id"):
         if _present(fields.get(name)):
             raise BadRequestError(
@@ -180,7 +182,7 @@ async def parse_provider_chat(body: Any, guard: UrlGuard, spec: ModelSpec) -> Ge
         raise BadRequestError("The request body must be a JSON object")
     seconds = choose_seconds(spec, body.get("seconds"))
     size = choose_size(spec, body.get("size"))
-    options = provider_options(body)
+    options = provider_options(body, spec)
     # The chat parser checks messages, text and image the same way for every model; a Sora video
     # id stands in for the model so it reads the body as a video request.
     parsed = await parse_chat({**body, "model": "sora-video-10s"}, guard)

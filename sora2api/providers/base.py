@@ -34,6 +34,8 @@ class ModelSpec:
     image_roles: tuple[str, ...] = ()  # e.g. first_frame, last_frame, reference_image
     remix: bool = False
     description: str = ""
+    # The seeds the upstream takes, when narrower than the front's default (-1 to 2**32 - 1).
+    seed_range: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

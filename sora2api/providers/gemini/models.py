@@ -59,6 +59,7 @@ def _spec(id_: str, seconds: tuple[int, ...], sizes: tuple[str, ...], what: str)
         image_input=True,
         image_roles=("first_frame",),
         description=what,
+        seed_range=(0, (1 << 31) - 1),
     )
 
 
