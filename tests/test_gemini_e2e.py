@@ -8,7 +8,6 @@ import importlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -17,10 +16,11 @@ from sora2api.app import create_app
 from sora2api.providers.gemini import PROVIDER
 from sora2api.simulator import png
 from sora2api.simulator.media import DEFAULT_MP4_BYTES, Mp4
-from sora2api.simulator.providers import PROVIDER_STATE, ProviderAccount, ProviderState
+from sora2api.simulator.providers import PROVIDER_STATE
 
 from .conftest import KEY, Sim, config_for
 from .helpers import admin_headers
+from .provider_app import ProviderApp, until
 
 OMNI = "gemini-omni-1.1-flash"
 CREATES = "/v1*/interactions"
@@ -44,55 +44,14 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def until(check: Callable[[], bool], within: float = 30) -> None:
-    """Wait, bounded, for something the app does in the background to show at the simulator."""
-    async with asyncio.timeout(within):
-        while True:
-            if check():
-                return
-            await asyncio.sleep(0.02)
-
-
 @dataclass
-class App:
-    client: TestClient
-    sim: Sim
-    ps: ProviderState
+class App(ProviderApp):
+    provider = "gemini"
+    creates_path = CREATES
 
-    async def add(self, key: str) -> tuple[int, dict[str, Any]]:
-        body = {"provider": "gemini", "token": key, "base_url": self.sim.url}
-        # The simulator is on loopback: only an admin may point an account at a private host.
-        resp = await self.client.post(
-            "/api/tokens", json=body, headers=await admin_headers(self.client)
-        )
-        return resp.status, await resp.json()
-
-    async def add_ok(self, name: str) -> ProviderAccount:
-        account = self.ps.add_account("gemini", name=name)
-        status, body = await self.add(account.key)
-        assert status in (200, 201), body
-        return account
-
-    async def video(self, **body: Any) -> dict[str, Any]:
-        resp = await self.client.post("/v1/videos", json=body, headers=KEY)
-        assert resp.status == 200, await resp.text()
-        return dict(await resp.json())
-
-    async def wait(self, video_id: str, within: float = 60) -> dict[str, Any]:
-        async with asyncio.timeout(within):
-            while True:
-                resp = await self.client.get(f"/v1/videos/{video_id}", headers=KEY)
-                body = dict(await resp.json())
-                if body.get("status") in ("completed", "failed", "cancelled"):
-                    return body
-                await asyncio.sleep(0.03)
-
-    async def content(self, video_id: str) -> tuple[int, bytes]:
-        resp = await self.client.get(f"/v1/videos/{video_id}/content", headers=KEY)
-        return resp.status, await resp.read()
-
-    def creates(self) -> list[Any]:
-        return self.sim.state.calls("POST", CREATES)
+    @property
+    def base_url(self) -> str:
+        return self.sim.url  # the bare host, as google-genai takes it
 
     def video_bytes(self) -> bytes:
         (task_id,) = [t.id for t in self.ps.tasks.values() if t.core.scenario.outcome == "success"]

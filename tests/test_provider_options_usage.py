@@ -23,7 +23,8 @@ from sora2api.simulator.providers import seedance as ark_sim
 from . import test_gemini_e2e as gemini_e2e
 from .conftest import KEY, Sim, config_for
 from .helpers import admin_headers
-from .test_provider_seedance import MODEL, App, until
+from .provider_app import until
+from .test_provider_seedance import MODEL, App
 
 OPTIONS = {"seed": 42, "watermark": False, "generate_audio": True, "camera_fixed": True}
 

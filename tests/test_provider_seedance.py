@@ -24,6 +24,7 @@ from sora2api.upstream.errors import Kind, UpstreamFailure
 
 from .conftest import KEY, Sim, config_for
 from .helpers import admin_headers
+from .provider_app import ProviderApp, until
 
 MODEL = "doubao-seedance-2-0-260128"
 FAST = "doubao-seedance-2-0-fast-260128"
@@ -475,55 +476,16 @@ async def test_unreachable_ark_is_transport_not_sent(ark: Ark, unused_tcp_port: 
 # The generic provider job flow (sora2api/flows/tasks.py) runs Seedance like any provider.
 
 
-async def until(check: Callable[[], bool], within: float = 30) -> None:
-    """Wait, bounded, for something the app does in the background to show at the simulator."""
-    async with asyncio.timeout(within):
-        while True:
-            if check():
-                return
-            await asyncio.sleep(0.02)
-
-
 @dataclass
-class App:
-    client: TestClient
-    sim: Sim
-    ps: ProviderState
-    base: str
+class App(ProviderApp):
+    base: str  # the simulator's Ark base URL
 
-    async def add(self, key: str) -> tuple[int, dict[str, Any]]:
-        body = {"provider": "seedance", "token": key, "base_url": self.base}
-        # The simulator is on loopback: only an admin may point an account at a private host.
-        headers = await admin_headers(self.client)
-        resp = await self.client.post("/api/tokens", json=body, headers=headers)
-        return resp.status, await resp.json()
+    provider = "seedance"
+    creates_path = TASKS
 
-    async def add_ok(self, name: str) -> ProviderAccount:
-        account = self.ps.add_account("seedance", name=name)
-        status, body = await self.add(account.key)
-        assert status in (200, 201), body
-        return account
-
-    async def video(self, **body: Any) -> dict[str, Any]:
-        resp = await self.client.post("/v1/videos", json=body, headers=KEY)
-        assert resp.status == 200, await resp.text()
-        return dict(await resp.json())
-
-    async def wait(self, video_id: str, within: float = 60) -> dict[str, Any]:
-        async with asyncio.timeout(within):
-            while True:
-                resp = await self.client.get(f"/v1/videos/{video_id}", headers=KEY)
-                body = dict(await resp.json())
-                if body.get("status") in ("completed", "failed", "cancelled"):
-                    return body
-                await asyncio.sleep(0.03)
-
-    async def content(self, video_id: str) -> tuple[int, bytes]:
-        resp = await self.client.get(f"/v1/videos/{video_id}/content", headers=KEY)
-        return resp.status, await resp.read()
-
-    def creates(self) -> list[Any]:
-        return self.sim.state.calls("POST", TASKS)
+    @property
+    def base_url(self) -> str:
+        return self.base
 
 
 @pytest.fixture
