@@ -448,35 +448,7 @@ class Bench:
         async def load(name: str, requests: int) -> dict[str, float]:
             port, auth, child, path = targets[name]
             cpu0 = child.cpu_seconds()
-            argv = [
-                sys.executable,
-                str(HERE / "benchmarks" / "loadgen.py"),
-                "127.0.0.1",
-                str(port),
-                path,
-                str(LOAD_CONNECTIONS),
-                str(requests),
-            ]
-            if auth:
-                argv.append(auth)
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=child_env(self.tmp / "pycache"),
-            )
-            try:
-                async with asyncio.timeout(150):
-                    out, err = await proc.communicate()
-            finally:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-            if proc.returncode != 0:
-                raise BenchError(f"load generator failed on {name}: {err.decode()[-500:]}")
-            result: dict[str, float] = json.loads(out)
-            if result["errors"]:
-                raise BenchError(f"{name}: {result['errors']} non-200 answers to GET {path}")
+            result = await self._loadgen(port, path, auth, requests, label=name)
             result["cpu"] = child.cpu_seconds() - cpu0
             return result
 
@@ -613,8 +585,11 @@ class Bench:
             )
         )
 
-    async def _loadgen(self, port: int, path: str, auth: str, requests: int) -> dict[str, float]:
+    async def _loadgen(
+        self, port: int, path: str, auth: str, requests: int, *, label: str = ""
+    ) -> dict[str, float]:
         """One run of benchmarks/loadgen.py in its own process against 127.0.0.1:port."""
+        label = label or f"port {port}"
         argv = [
             sys.executable,
             str(HERE / "benchmarks" / "loadgen.py"),
@@ -640,10 +615,10 @@ class Bench:
                 proc.kill()
                 await proc.wait()
         if proc.returncode != 0:
-            raise BenchError(f"load generator failed on port {port}: {err.decode()[-500:]}")
+            raise BenchError(f"load generator failed on {label}: {err.decode()[-500:]}")
         result: dict[str, float] = json.loads(out)
         if result["errors"]:
-            raise BenchError(f"{result['errors']} non-200 answers to GET {path} on port {port}")
+            raise BenchError(f"{label}: {result['errors']} non-200 answers to GET {path}")
         return result
 
     async def measure_polls(self) -> None:
